@@ -1,0 +1,1 @@
+"""Tariffs, pricing, charge detail records and invoices."""

@@ -1,0 +1,1 @@
+"""The OCPP central system: sites, chargers, sessions, meter samples and the frame journal."""

@@ -1,0 +1,224 @@
+"""The Django admin for the central system: the first operator UI."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from django import forms
+from django.contrib import admin, messages
+from django.contrib.auth.hashers import make_password
+from django.db.models import QuerySet
+from django.http import HttpRequest
+
+from .models import (
+    Charger,
+    ChargerEvent,
+    Connector,
+    ConnectorStatusChange,
+    DataTransferRecord,
+    Frame,
+    IdToken,
+    MeterSample,
+    RegistrationStatus,
+    Session,
+    Site,
+    UnmatchedStop,
+)
+
+
+@admin.register(Site)
+class SiteAdmin(admin.ModelAdmin):
+    list_display = ["name", "organization", "city", "country", "time_zone"]
+    list_filter = ["organization", "country", "time_zone"]
+    search_fields = ["name", "address", "city", "postal_code"]
+
+
+class ChargerForm(forms.ModelForm):
+    new_password = forms.CharField(
+        required=False,
+        widget=forms.PasswordInput(render_value=False),
+        help_text="HTTP Basic password the charger sends; leave empty to keep the current one.",
+    )
+
+    class Meta:
+        model = Charger
+        exclude = ["password_hash"]
+
+    def save(self, commit: bool = True) -> Charger:
+        charger = super().save(commit=False)
+        if self.cleaned_data.get("new_password"):
+            charger.password_hash = make_password(self.cleaned_data["new_password"])
+        if commit:
+            charger.save()
+        return charger
+
+
+class ConnectorInline(admin.TabularInline):
+    model = Connector
+    extra = 0
+    fields = ["connector_id", "evse_id", "status", "raw_status", "error_code", "vendor_error_code", "status_at"]
+    readonly_fields = fields
+    can_delete = False
+    show_change_link = True
+
+    def has_add_permission(self, request: HttpRequest, obj: Any = None) -> bool:
+        return False
+
+
+@admin.register(Charger)
+class ChargerAdmin(admin.ModelAdmin):
+    form = ChargerForm
+    list_display = [
+        "identity",
+        "organization",
+        "site",
+        "registration_status",
+        "connected",
+        "ocpp_version",
+        "vendor",
+        "model",
+        "firmware_version",
+        "last_seen",
+    ]
+    list_filter = ["organization", "site", "registration_status", "connected", "ocpp_version", "vendor"]
+    search_fields = ["identity", "serial_number", "vendor", "model"]
+    readonly_fields = [
+        "vendor",
+        "model",
+        "serial_number",
+        "firmware_version",
+        "iccid",
+        "imsi",
+        "meter_type",
+        "meter_serial_number",
+        "ocpp_version",
+        "connected",
+        "channel_name",
+        "last_seen",
+        "last_boot_at",
+        "firmware_status",
+        "firmware_status_at",
+        "diagnostics_status",
+        "diagnostics_status_at",
+        "last_transaction_id",
+    ]
+    inlines = [ConnectorInline]
+    actions = ["accept_registration", "reject_registration"]
+
+    @admin.action(description="Accept registration of selected chargers")
+    def accept_registration(self, request: HttpRequest, queryset: QuerySet[Charger]) -> None:
+        count = queryset.update(registration_status=RegistrationStatus.ACCEPTED)
+        self.message_user(request, f"{count} charger(s) accepted.", messages.SUCCESS)
+
+    @admin.action(description="Reject registration of selected chargers")
+    def reject_registration(self, request: HttpRequest, queryset: QuerySet[Charger]) -> None:
+        count = queryset.update(registration_status=RegistrationStatus.REJECTED)
+        self.message_user(request, f"{count} charger(s) rejected.", messages.WARNING)
+
+
+class StatusHistoryInline(admin.TabularInline):
+    model = ConnectorStatusChange
+    extra = 0
+    fields = ["timestamp", "status", "raw_status", "error_code", "vendor_error_code", "info"]
+    readonly_fields = fields
+    can_delete = False
+    max_num = 0
+    ordering = ["-timestamp"]
+
+
+@admin.register(Connector)
+class ConnectorAdmin(admin.ModelAdmin):
+    list_display = ["charger", "connector_id", "status", "error_code", "status_at"]
+    list_filter = ["status", "error_code", "charger__organization"]
+    search_fields = ["charger__identity"]
+    readonly_fields = ["status_at"]
+    inlines = [StatusHistoryInline]
+
+
+@admin.register(ConnectorStatusChange)
+class ConnectorStatusChangeAdmin(admin.ModelAdmin):
+    list_display = ["connector", "status", "raw_status", "error_code", "timestamp", "received_at"]
+    list_filter = ["status", "error_code"]
+    search_fields = ["connector__charger__identity"]
+    date_hierarchy = "timestamp"
+
+
+@admin.register(IdToken)
+class IdTokenAdmin(admin.ModelAdmin):
+    list_display = ["token", "organization", "type", "status", "expires_at", "group_token", "owner_name"]
+    list_filter = ["organization", "status", "type"]
+    search_fields = ["token", "group_token", "owner_name", "owner_email"]
+
+
+class MeterSampleInline(admin.TabularInline):
+    model = MeterSample
+    extra = 0
+    fields = ["timestamp", "measurand", "phase", "location", "context", "value", "unit"]
+    readonly_fields = fields
+    can_delete = False
+    max_num = 0
+
+
+@admin.register(Session)
+class SessionAdmin(admin.ModelAdmin):
+    list_display = [
+        "transaction_id",
+        "charger",
+        "connector_number",
+        "id_tag",
+        "state",
+        "started_at",
+        "stopped_at",
+        "energy_wh",
+        "stop_reason",
+    ]
+    list_filter = ["state", "stop_reason", "auth_status", "ocpp_version", "charger__organization"]
+    search_fields = ["transaction_id", "charger__identity", "id_tag"]
+    date_hierarchy = "started_at"
+    readonly_fields = ["start_key", "created_at", "updated_at"]
+    raw_id_fields = ["charger", "connector", "id_token"]
+    inlines = [MeterSampleInline]
+
+
+@admin.register(MeterSample)
+class MeterSampleAdmin(admin.ModelAdmin):
+    list_display = ["charger", "connector_number", "session", "timestamp", "measurand", "phase", "value", "unit"]
+    list_filter = ["measurand", "phase", "context", "location", "unit"]
+    search_fields = ["charger__identity", "session__transaction_id"]
+    date_hierarchy = "timestamp"
+    raw_id_fields = ["charger", "session"]
+
+
+@admin.register(UnmatchedStop)
+class UnmatchedStopAdmin(admin.ModelAdmin):
+    list_display = ["charger", "transaction_id", "id_tag", "meter_stop_wh", "timestamp", "resolved"]
+    list_filter = ["resolved"]
+    search_fields = ["charger__identity", "transaction_id", "id_tag"]
+
+
+@admin.register(Frame)
+class FrameAdmin(admin.ModelAdmin):
+    list_display = ["timestamp", "charger_identity", "leg", "direction", "kind", "action", "message_id"]
+    list_filter = ["direction", "kind", "leg", "action"]
+    search_fields = ["charger_identity", "message_id", "original_message_id", "action"]
+    date_hierarchy = "timestamp"
+    list_select_related = False
+    show_full_result_count = False
+
+    def has_change_permission(self, request: HttpRequest, obj: Any = None) -> bool:
+        return False  # the journal is an audit trail: read-only
+
+
+@admin.register(ChargerEvent)
+class ChargerEventAdmin(admin.ModelAdmin):
+    list_display = ["timestamp", "charger", "kind", "status", "request_id"]
+    list_filter = ["kind", "status"]
+    search_fields = ["charger__identity", "status"]
+    date_hierarchy = "timestamp"
+
+
+@admin.register(DataTransferRecord)
+class DataTransferRecordAdmin(admin.ModelAdmin):
+    list_display = ["timestamp", "charger", "direction", "vendor_id", "message_id", "response_status"]
+    list_filter = ["direction", "vendor_id", "response_status"]
+    search_fields = ["charger__identity", "vendor_id", "message_id"]

@@ -1,0 +1,147 @@
+"""The OCPP-J WebSocket endpoint, ``/ocpp/<charger_id>``.
+
+The consumer owns the socket: it negotiates the subprotocol, authenticates the charger with HTTP
+Basic at the handshake, hands each text frame to the dispatcher of the negotiated version, sends
+the answer and journals every frame in and out.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import logging
+from typing import Any
+
+from channels.db import database_sync_to_async
+from channels.generic.websocket import AsyncWebsocketConsumer
+from django.conf import settings
+
+from . import ocpp16, protocol, services
+from .batching import FrameRow, get_writer
+from .dispatch import Dispatcher
+from .models import Frame
+from .normalize import utc_now
+
+logger = logging.getLogger(__name__)
+
+# Subprotocol -> (OCPP version, handler class, actions the version knows). Newest first.
+VERSIONS: dict[str, tuple[str, type, frozenset[str]]] = {
+    "ocpp1.6": ("1.6", ocpp16.ChargePoint16, ocpp16.KNOWN_ACTIONS),
+}
+
+CLOSE_UNSUPPORTED_DATA = 1003
+CLOSE_MESSAGE_TOO_BIG = 1009
+CLOSE_REPLACED = 4000  # a newer connection of the same charger took over
+
+
+def basic_credentials(headers: list[tuple[bytes, bytes]]) -> tuple[str, str] | None:
+    """The (username, password) of an ``Authorization: Basic`` header, if there is one."""
+    for name, value in headers:
+        if name.lower() != b"authorization":
+            continue
+        scheme, _, encoded = value.decode("latin-1").partition(" ")
+        if scheme.lower() != "basic":
+            return None
+        try:
+            decoded = base64.b64decode(encoded.strip(), validate=True).decode("utf-8")
+        except (binascii.Error, UnicodeDecodeError):
+            return None
+        username, sep, password = decoded.partition(":")
+        return (username, password) if sep else None
+    return None
+
+
+class OcppConsumer(AsyncWebsocketConsumer):
+    charger_identity: str = ""
+    connection: services.Connection | None = None
+    dispatcher: Dispatcher | None = None
+
+    async def connect(self) -> None:
+        self.charger_identity = self.scope["url_route"]["kwargs"]["charger_id"]
+        subprotocol = protocol.negotiate(self.scope.get("subprotocols") or [], list(VERSIONS))
+        if subprotocol is None:
+            logger.info(
+                "refused %s: no common subprotocol in %s",
+                self.charger_identity,
+                self.scope.get("subprotocols"),
+            )
+            await self.close()
+            return
+        version, handler_class, known_actions = VERSIONS[subprotocol]
+        credentials = basic_credentials(self.scope.get("headers", []))
+        password: str | None = None
+        if credentials is not None:
+            username, password = credentials
+            if username != self.charger_identity:
+                logger.info("refused %s: Basic username %r differs", self.charger_identity, username)
+                await self.close()
+                return
+        try:
+            self.connection = await database_sync_to_async(services.charger_connect)(
+                identity=self.charger_identity,
+                password=password,
+                ocpp_version=version,
+                channel_name=self.channel_name,
+            )
+        except services.Refused as exc:
+            logger.info("refused %s: %s", self.charger_identity, exc)
+            await self.close()
+            return
+        self.writer = get_writer()
+        self.dispatcher = Dispatcher(
+            handler_class(self.connection, self.writer), version=version, known_actions=known_actions
+        )
+        await self.accept(subprotocol)
+        if self.connection.previous_channel:
+            await self.channel_layer.send(
+                self.connection.previous_channel,
+                {"type": "chargers.replaced", "by": self.channel_name},
+            )
+
+    async def receive(self, text_data: str | None = None, bytes_data: bytes | None = None) -> None:
+        if self.dispatcher is None or self.connection is None:
+            return
+        if text_data is None:
+            logger.info("%s sent a binary frame; closing", self.charger_identity)
+            await self.close(code=CLOSE_UNSUPPORTED_DATA)
+            return
+        limit = settings.CPMS_MAX_FRAME_BYTES
+        if len(text_data) > limit or (len(text_data) * 4 > limit and len(text_data.encode()) > limit):
+            logger.info("%s sent a frame over %d bytes; closing", self.charger_identity, limit)
+            self._journal(Frame.Direction.IN, 0, "", "", text_data[:2000])
+            await self.close(code=CLOSE_MESSAGE_TOO_BIG)
+            return
+        received_at = utc_now()
+        self.writer.add_seen(self.connection.charger_pk, received_at)
+        outcome = await self.dispatcher.handle_text(text_data)
+        self._journal(Frame.Direction.IN, outcome.kind, outcome.message_id, outcome.action, text_data, received_at)
+        if outcome.reply is not None:
+            await self.send(text_data=outcome.reply)
+            self._journal(Frame.Direction.OUT, outcome.reply_kind, outcome.message_id, outcome.action, outcome.reply)
+
+    def _journal(
+        self, direction: str, kind: int, message_id: str, action: str, raw: str, at: Any = None
+    ) -> None:
+        self.writer.add_frame(
+            FrameRow(
+                charger_pk=self.connection.charger_pk if self.connection else None,
+                charger_identity=self.charger_identity,
+                direction=direction,
+                kind=kind,
+                message_id=message_id,
+                action=action,
+                raw=raw,
+                timestamp=at or utc_now(),
+            )
+        )
+
+    async def chargers_replaced(self, message: dict[str, Any]) -> None:
+        logger.info("%s reconnected elsewhere; closing the old socket", self.charger_identity)
+        await self.close(code=CLOSE_REPLACED)
+
+    async def disconnect(self, code: int) -> None:
+        if self.connection is None:
+            return
+        await database_sync_to_async(services.charger_disconnect)(
+            charger_pk=self.connection.charger_pk, channel_name=self.channel_name, close_code=code
+        )

@@ -1,0 +1,128 @@
+"""Routes a charger's frames to the ``@on`` handlers of its OCPP version and builds the answers.
+
+The dispatcher is transport free: ``handle_text`` takes one text frame and returns the frames to
+send back. The consumer owns the socket and the journal.
+"""
+
+from __future__ import annotations
+
+import inspect
+import logging
+from dataclasses import dataclass
+from typing import Any
+
+from ocpp.charge_point import (
+    camel_to_snake_case,
+    remove_nones,
+    serialize_as_dict,
+    snake_to_camel_case,
+)
+from ocpp.routing import create_route_map
+
+from . import protocol
+from .normalize import NormalizationError
+
+logger = logging.getLogger(__name__)
+
+
+@dataclass(slots=True)
+class Outcome:
+    """What one incoming frame produced: the reply (if any) and what the journal should say."""
+
+    reply: str | None
+    kind: int
+    message_id: str
+    action: str
+    reply_kind: int = 0
+
+
+class Dispatcher:
+    """Feeds frames to a handler object whose methods carry ``@on(Action.x)``."""
+
+    # Actions a charger may send before its registration is Accepted.
+    pre_acceptance_actions = frozenset({"BootNotification"})
+
+    def __init__(self, handlers: Any, *, version: str, known_actions: frozenset[str]):
+        self.handlers = handlers
+        self.version = version
+        self.known_actions = known_actions
+        self.route_map = create_route_map(handlers)
+        # Our own CALLs awaiting an answer: message id -> action.
+        self.pending: dict[str, str] = {}
+
+    def error(self, exc: protocol.FrameError) -> str:
+        return protocol.call_error(
+            exc.message_id,
+            protocol.error_code(exc.code, self.version),
+            exc.description,
+            exc.details,
+        )
+
+    async def handle_text(self, text: str) -> Outcome:
+        try:
+            message = protocol.parse(text)
+        except protocol.FrameError as exc:
+            return Outcome(self.error(exc), 0, exc.message_id, "", protocol.CALLERROR)
+        if isinstance(message, protocol.Call):
+            try:
+                reply, reply_kind = await self._run_handler(message), protocol.CALLRESULT
+            except protocol.FrameError as exc:
+                reply, reply_kind = self.error(exc), protocol.CALLERROR
+            return Outcome(reply, protocol.CALL, message.message_id, message.action, reply_kind)
+        kind = protocol.CALLRESULT if isinstance(message, protocol.CallResult) else protocol.CALLERROR
+        action = self.pending.pop(message.message_id, "")
+        if not action:
+            logger.info("answer to an unknown message id %s ignored", message.message_id)
+        return Outcome(None, kind, message.message_id, action)
+
+    async def _run_handler(self, call: protocol.Call) -> str:
+        handlers = self.route_map.get(call.action)
+        if handlers is None or "_on_action" not in handlers:
+            if call.action in self.known_actions:
+                raise protocol.FrameError(
+                    "NotSupported",
+                    f"{call.action} is not sent by a charger in OCPP {self.version}",
+                    call.message_id,
+                )
+            raise protocol.FrameError(
+                "NotImplemented", f"unknown action {call.action!r}", call.message_id
+            )
+        if (
+            call.action not in self.pre_acceptance_actions
+            and not self.handlers.accepts_requests()
+        ):
+            raise protocol.FrameError(
+                "SecurityError",
+                "the charger's registration is not Accepted; send BootNotification first",
+                call.message_id,
+            )
+        protocol.validate(protocol.CALL, call.action, call.payload, self.version, call.message_id)
+        kwargs = camel_to_snake_case(call.payload)
+        handler = handlers["_on_action"]
+        try:
+            result = handler(**kwargs)
+            if inspect.isawaitable(result):
+                result = await result
+        except NormalizationError as exc:
+            raise protocol.FrameError(
+                "PropertyConstraintViolation", str(exc)[:250], call.message_id
+            ) from None
+        except protocol.FrameError as exc:
+            exc.message_id = call.message_id
+            raise
+        except Exception:
+            logger.exception("handler for %s failed", call.action)
+            raise protocol.FrameError(
+                "InternalError", f"{call.action} could not be processed", call.message_id
+            ) from None
+        payload = snake_to_camel_case(remove_nones(serialize_as_dict(result)))
+        try:
+            protocol.validate(
+                protocol.CALLRESULT, call.action, payload, self.version, call.message_id
+            )
+        except protocol.FrameError:
+            logger.exception("our answer to %s is not schema-valid: %s", call.action, payload)
+            raise protocol.FrameError(
+                "InternalError", f"{call.action} could not be answered", call.message_id
+            ) from None
+        return protocol.call_result(call.message_id, payload)

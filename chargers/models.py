@@ -1,0 +1,383 @@
+"""Sites, chargers, connectors, id tokens, sessions, meter samples and the OCPP frame journal.
+
+Everything here is the normalized model: one shape for every OCPP version. Energies are in Wh,
+powers in W, currents in A, times tz-aware UTC.
+"""
+
+from __future__ import annotations
+
+from django.db import models
+from django.utils import timezone
+
+from cpms.models import Organization
+
+
+class Site(models.Model):
+    organization = models.ForeignKey(Organization, on_delete=models.CASCADE, related_name="sites")
+    name = models.CharField(max_length=200)
+    address = models.CharField(max_length=300, blank=True)
+    city = models.CharField(max_length=100, blank=True)
+    postal_code = models.CharField(max_length=20, blank=True)
+    country = models.CharField(max_length=2, blank=True, help_text="ISO 3166-1 alpha-2")
+    latitude = models.DecimalField(max_digits=9, decimal_places=6, null=True, blank=True)
+    longitude = models.DecimalField(max_digits=9, decimal_places=6, null=True, blank=True)
+    time_zone = models.CharField(max_length=64, default="UTC", help_text="IANA time zone")
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        ordering = ["name"]
+        constraints = [
+            models.UniqueConstraint(fields=["organization", "name"], name="site_name_unique_per_org")
+        ]
+
+    def __str__(self) -> str:
+        return self.name
+
+
+class RegistrationStatus(models.TextChoices):
+    ACCEPTED = "Accepted"
+    PENDING = "Pending"
+    REJECTED = "Rejected"
+
+
+class Charger(models.Model):
+    organization = models.ForeignKey(
+        Organization, on_delete=models.CASCADE, related_name="chargers"
+    )
+    site = models.ForeignKey(
+        Site, on_delete=models.SET_NULL, null=True, blank=True, related_name="chargers"
+    )
+    identity = models.CharField(
+        max_length=48, unique=True, help_text="The id in /ocpp/<id> and the Basic auth username"
+    )
+    password_hash = models.CharField(max_length=256, blank=True)
+    registration_status = models.CharField(
+        max_length=16, choices=RegistrationStatus.choices, default=RegistrationStatus.ACCEPTED
+    )
+    vendor = models.CharField(max_length=50, blank=True)
+    model = models.CharField(max_length=50, blank=True)
+    serial_number = models.CharField(max_length=50, blank=True)
+    firmware_version = models.CharField(max_length=50, blank=True)
+    iccid = models.CharField(max_length=20, blank=True)
+    imsi = models.CharField(max_length=20, blank=True)
+    meter_type = models.CharField(max_length=25, blank=True)
+    meter_serial_number = models.CharField(max_length=25, blank=True)
+    ocpp_version = models.CharField(max_length=8, blank=True)
+    connected = models.BooleanField(default=False)
+    channel_name = models.CharField(
+        max_length=200, blank=True, help_text="Channel-layer address of the consumer holding the socket"
+    )
+    last_seen = models.DateTimeField(null=True, blank=True)
+    last_boot_at = models.DateTimeField(null=True, blank=True)
+    heartbeat_interval = models.PositiveIntegerField(
+        null=True, blank=True, help_text="Seconds; empty uses CPMS_HEARTBEAT_INTERVAL"
+    )
+    firmware_status = models.CharField(max_length=40, blank=True)
+    firmware_status_at = models.DateTimeField(null=True, blank=True)
+    diagnostics_status = models.CharField(max_length=40, blank=True)
+    diagnostics_status_at = models.DateTimeField(null=True, blank=True)
+    # 1.6 transaction ids are integers we issue; this is the last one handed out.
+    last_transaction_id = models.PositiveBigIntegerField(default=0)
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        ordering = ["identity"]
+        indexes = [models.Index(fields=["organization", "connected"])]
+
+    def __str__(self) -> str:
+        return self.identity
+
+
+class ConnectorStatus(models.TextChoices):
+    """The common status set of 1.6 and 2.x; the raw value is kept beside it."""
+
+    AVAILABLE = "Available"
+    PREPARING = "Preparing"
+    CHARGING = "Charging"
+    SUSPENDED_EVSE = "SuspendedEVSE"
+    SUSPENDED_EV = "SuspendedEV"
+    FINISHING = "Finishing"
+    RESERVED = "Reserved"
+    UNAVAILABLE = "Unavailable"
+    FAULTED = "Faulted"
+    OCCUPIED = "Occupied"
+    UNKNOWN = "Unknown"
+
+
+class Connector(models.Model):
+    """A connector; connector_id 0 stands for the charger itself, as in OCPP 1.6."""
+
+    charger = models.ForeignKey(Charger, on_delete=models.CASCADE, related_name="connectors")
+    connector_id = models.PositiveIntegerField()
+    evse_id = models.PositiveIntegerField(null=True, blank=True)
+    status = models.CharField(
+        max_length=16, choices=ConnectorStatus.choices, default=ConnectorStatus.UNKNOWN
+    )
+    raw_status = models.CharField(max_length=32, blank=True)
+    error_code = models.CharField(max_length=50, blank=True)
+    vendor_id = models.CharField(max_length=255, blank=True)
+    vendor_error_code = models.CharField(max_length=50, blank=True)
+    info = models.CharField(max_length=50, blank=True)
+    status_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        ordering = ["charger", "connector_id"]
+        constraints = [
+            models.UniqueConstraint(
+                fields=["charger", "connector_id"], name="connector_unique_per_charger"
+            )
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.charger.identity}#{self.connector_id}"
+
+
+class ConnectorStatusChange(models.Model):
+    """The status history of a connector, one row per StatusNotification."""
+
+    connector = models.ForeignKey(Connector, on_delete=models.CASCADE, related_name="history")
+    status = models.CharField(max_length=16, choices=ConnectorStatus.choices)
+    raw_status = models.CharField(max_length=32, blank=True)
+    error_code = models.CharField(max_length=50, blank=True)
+    vendor_error_code = models.CharField(max_length=50, blank=True)
+    info = models.CharField(max_length=50, blank=True)
+    timestamp = models.DateTimeField(help_text="When the charger says it happened")
+    received_at = models.DateTimeField(default=timezone.now)
+
+    class Meta:
+        ordering = ["-timestamp", "-id"]
+        indexes = [models.Index(fields=["connector", "-timestamp"])]
+
+
+class IdTokenStatus(models.TextChoices):
+    ACCEPTED = "Accepted"
+    BLOCKED = "Blocked"
+    EXPIRED = "Expired"
+    INVALID = "Invalid"
+
+
+class IdToken(models.Model):
+    organization = models.ForeignKey(
+        Organization, on_delete=models.CASCADE, related_name="id_tokens"
+    )
+    token = models.CharField(max_length=36, help_text="The idTag (1.6) or idToken (2.x)")
+    type = models.CharField(
+        max_length=20,
+        default="ISO14443",
+        help_text="2.x idToken type: Central, eMAID, ISO14443, ISO15693, KeyCode, Local, MacAddress, NoAuthorization",
+    )
+    status = models.CharField(
+        max_length=10, choices=IdTokenStatus.choices, default=IdTokenStatus.ACCEPTED
+    )
+    expires_at = models.DateTimeField(null=True, blank=True)
+    group_token = models.CharField(
+        max_length=36, blank=True, help_text="parentIdTag (1.6) or groupIdToken (2.x)"
+    )
+    owner_name = models.CharField(max_length=200, blank=True)
+    owner_email = models.EmailField(blank=True)
+    allow_concurrent = models.BooleanField(
+        default=False, help_text="Allow more than one session at a time with this token"
+    )
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        ordering = ["token"]
+        constraints = [
+            models.UniqueConstraint(fields=["organization", "token"], name="idtoken_unique_per_org")
+        ]
+
+    def __str__(self) -> str:
+        return self.token
+
+
+class SessionState(models.TextChoices):
+    ACTIVE = "Active"
+    COMPLETED = "Completed"
+
+
+class Session(models.Model):
+    """A charging session (an OCPP transaction)."""
+
+    charger = models.ForeignKey(Charger, on_delete=models.CASCADE, related_name="sessions")
+    connector = models.ForeignKey(
+        Connector, on_delete=models.PROTECT, null=True, blank=True, related_name="sessions"
+    )
+    connector_number = models.PositiveIntegerField(default=0)
+    evse_id = models.PositiveIntegerField(null=True, blank=True)
+    id_token = models.ForeignKey(
+        IdToken, on_delete=models.SET_NULL, null=True, blank=True, related_name="sessions"
+    )
+    id_tag = models.CharField(max_length=36, blank=True, help_text="As the charger sent it")
+    auth_status = models.CharField(max_length=16, blank=True)
+    transaction_id = models.CharField(
+        max_length=36, help_text="1.6: an integer we issue; 2.x: the charger's id"
+    )
+    ocpp_version = models.CharField(max_length=8, blank=True)
+    state = models.CharField(
+        max_length=10, choices=SessionState.choices, default=SessionState.ACTIVE
+    )
+    start_key = models.CharField(
+        max_length=64, help_text="Fingerprint of the start message, for idempotent re-sends"
+    )
+    started_at = models.DateTimeField()
+    stopped_at = models.DateTimeField(null=True, blank=True)
+    meter_start_wh = models.DecimalField(max_digits=18, decimal_places=3)
+    meter_stop_wh = models.DecimalField(max_digits=18, decimal_places=3, null=True, blank=True)
+    energy_wh = models.DecimalField(max_digits=18, decimal_places=3, default=0)
+    stop_reason = models.CharField(max_length=40, blank=True)
+    stop_id_tag = models.CharField(max_length=36, blank=True)
+    reservation_id = models.BigIntegerField(null=True, blank=True)
+    created_at = models.DateTimeField(auto_now_add=True)
+    updated_at = models.DateTimeField(auto_now=True)
+
+    class Meta:
+        ordering = ["-started_at", "-id"]
+        constraints = [
+            models.UniqueConstraint(
+                fields=["charger", "transaction_id"], name="session_txid_unique_per_charger"
+            ),
+            models.UniqueConstraint(
+                fields=["charger", "start_key"], name="session_start_unique_per_charger"
+            ),
+        ]
+        indexes = [
+            models.Index(fields=["charger", "state"]),
+            models.Index(fields=["id_tag", "state"]),
+            models.Index(fields=["-started_at"]),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.charger.identity} tx {self.transaction_id}"
+
+
+class UnmatchedStop(models.Model):
+    """A StopTransaction for a transaction we do not know, kept for reconciliation."""
+
+    charger = models.ForeignKey(Charger, on_delete=models.CASCADE, related_name="unmatched_stops")
+    transaction_id = models.CharField(max_length=36)
+    id_tag = models.CharField(max_length=36, blank=True)
+    meter_stop_wh = models.DecimalField(max_digits=18, decimal_places=3, null=True, blank=True)
+    timestamp = models.DateTimeField()
+    reason = models.CharField(max_length=40, blank=True)
+    payload = models.JSONField()
+    received_at = models.DateTimeField(default=timezone.now)
+    resolved = models.BooleanField(default=False)
+
+    class Meta:
+        ordering = ["-received_at"]
+        constraints = [
+            models.UniqueConstraint(
+                fields=["charger", "transaction_id", "timestamp"], name="unmatched_stop_once"
+            )
+        ]
+
+
+class MeterSample(models.Model):
+    """One sampled value, normalized to SI units (Wh, W, A, V, VA, var, varh, Celsius, %)."""
+
+    charger = models.ForeignKey(Charger, on_delete=models.CASCADE, related_name="meter_samples")
+    connector_number = models.PositiveIntegerField(default=0)
+    session = models.ForeignKey(
+        Session, on_delete=models.CASCADE, null=True, blank=True, related_name="meter_samples"
+    )
+    timestamp = models.DateTimeField()
+    measurand = models.CharField(max_length=50, default="Energy.Active.Import.Register")
+    phase = models.CharField(max_length=8, blank=True)
+    location = models.CharField(max_length=8, blank=True)
+    context = models.CharField(max_length=24, blank=True)
+    value = models.DecimalField(max_digits=24, decimal_places=6, null=True, blank=True)
+    unit = models.CharField(max_length=12, blank=True, help_text="The SI unit of value")
+    raw_value = models.CharField(max_length=2500, blank=True)
+    raw_unit = models.CharField(max_length=12, blank=True)
+    signed_data = models.TextField(blank=True, help_text="Signed meter value, kept verbatim")
+
+    class Meta:
+        ordering = ["-timestamp", "-id"]
+        constraints = [
+            models.UniqueConstraint(
+                fields=[
+                    "charger",
+                    "connector_number",
+                    "timestamp",
+                    "measurand",
+                    "phase",
+                    "location",
+                    "context",
+                ],
+                name="meter_sample_once",
+            )
+        ]
+        indexes = [models.Index(fields=["session", "timestamp"])]
+
+
+class Frame(models.Model):
+    """The frame journal: every OCPP frame in and out, on every leg, verbatim."""
+
+    class Direction(models.TextChoices):
+        IN = "in", "received"
+        OUT = "out", "sent"
+
+    class Kind(models.IntegerChoices):
+        UNPARSED = 0, "unparsed"
+        CALL = 2, "CALL"
+        RESULT = 3, "CALLRESULT"
+        ERROR = 4, "CALLERROR"
+
+    charger = models.ForeignKey(
+        Charger, on_delete=models.CASCADE, null=True, blank=True, related_name="frames"
+    )
+    charger_identity = models.CharField(max_length=48, db_index=True)
+    leg = models.CharField(max_length=64, default="charger", help_text="charger, or an upstream")
+    direction = models.CharField(max_length=3, choices=Direction.choices)
+    kind = models.PositiveSmallIntegerField(choices=Kind.choices)
+    message_id = models.CharField(max_length=64, blank=True)
+    original_message_id = models.CharField(max_length=64, blank=True)
+    action = models.CharField(max_length=64, blank=True)
+    raw = models.TextField()
+    timestamp = models.DateTimeField(default=timezone.now)
+
+    class Meta:
+        ordering = ["-timestamp", "-id"]
+        indexes = [
+            models.Index(fields=["charger_identity", "-timestamp"]),
+            models.Index(fields=["action", "-timestamp"]),
+        ]
+
+
+class ChargerEvent(models.Model):
+    """Notifications that are records, not state: security events, firmware, diagnostics, logs."""
+
+    class Kind(models.TextChoices):
+        BOOT = "Boot"
+        SECURITY = "SecurityEvent"
+        FIRMWARE = "FirmwareStatus"
+        SIGNED_FIRMWARE = "SignedFirmwareStatus"
+        DIAGNOSTICS = "DiagnosticsStatus"
+        LOG = "LogStatus"
+        CONNECTION = "Connection"
+        RECONCILIATION = "Reconciliation"
+
+    charger = models.ForeignKey(Charger, on_delete=models.CASCADE, related_name="events")
+    kind = models.CharField(max_length=24, choices=Kind.choices)
+    status = models.CharField(max_length=64, blank=True)
+    request_id = models.BigIntegerField(null=True, blank=True)
+    timestamp = models.DateTimeField(default=timezone.now)
+    detail = models.JSONField(default=dict, blank=True)
+
+    class Meta:
+        ordering = ["-timestamp", "-id"]
+        indexes = [models.Index(fields=["charger", "kind", "-timestamp"])]
+
+
+class DataTransferRecord(models.Model):
+    charger = models.ForeignKey(Charger, on_delete=models.CASCADE, related_name="data_transfers")
+    direction = models.CharField(max_length=3, choices=Frame.Direction.choices)
+    vendor_id = models.CharField(max_length=255)
+    message_id = models.CharField(max_length=50, blank=True)
+    data = models.TextField(blank=True)
+    response_status = models.CharField(max_length=20, blank=True)
+    response_data = models.TextField(blank=True)
+    timestamp = models.DateTimeField(default=timezone.now)
+
+    class Meta:
+        ordering = ["-timestamp", "-id"]

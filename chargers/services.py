@@ -1,0 +1,732 @@
+"""Writes for the OCPP central system. Handlers validate and normalize; these act atomically.
+
+Every function is synchronous and is called from a consumer through one
+``database_sync_to_async`` hop per frame.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Iterable
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from decimal import Decimal
+from typing import Any
+
+from django.conf import settings
+from django.contrib.auth.hashers import check_password, make_password
+from django.db import IntegrityError, transaction
+from django.db.models import F
+from django.utils import timezone
+
+from cpms.models import Organization
+
+from . import events, normalize
+from .batching import FrameRow, SampleRow, StatusRow
+from .models import (
+    Charger,
+    ChargerEvent,
+    Connector,
+    ConnectorStatusChange,
+    DataTransferRecord,
+    Frame,
+    IdToken,
+    IdTokenStatus,
+    MeterSample,
+    RegistrationStatus,
+    Session,
+    SessionState,
+    Site,
+    UnmatchedStop,
+)
+
+logger = logging.getLogger(__name__)
+
+
+# --- Chargers and connections ------------------------------------------------------------------
+
+
+def charger_create(
+    *,
+    identity: str,
+    organization: Organization,
+    password: str | None = None,
+    site: Site | None = None,
+    registration_status: str = RegistrationStatus.ACCEPTED,
+) -> Charger:
+    return Charger.objects.create(
+        identity=identity,
+        organization=organization,
+        site=site,
+        password_hash=make_password(password) if password else "",
+        registration_status=registration_status,
+    )
+
+
+def charger_set_password(*, charger: Charger, password: str) -> None:
+    charger.password_hash = make_password(password)
+    charger.save(update_fields=["password_hash"])
+
+
+@dataclass(frozen=True, slots=True)
+class Connection:
+    """What a consumer needs to know about the charger it serves, loaded once at the handshake."""
+
+    charger_pk: int
+    organization_pk: int
+    identity: str
+    registration_status: str
+    heartbeat_interval: int
+    # The consumer that held this charger's socket before, to be told to close it.
+    previous_channel: str = ""
+
+
+class Refused(Exception):
+    """The handshake is refused; the message says why (logged, never sent to the charger)."""
+
+
+def charger_connect(
+    *, identity: str, password: str | None, ocpp_version: str, channel_name: str
+) -> Connection:
+    """Authenticate a charger at the WebSocket handshake and mark it connected."""
+    charger = Charger.objects.filter(identity=identity).first()
+    if charger is None:
+        if not settings.CPMS_AUTO_REGISTER:
+            raise Refused(f"unknown charger {identity!r}")
+        charger = _charger_auto_register(identity=identity, password=password)
+    elif not charger.password_hash:
+        if not settings.CPMS_AUTO_REGISTER:
+            raise Refused(f"charger {identity!r} has no password set")
+        if password:
+            # First use under auto-registration: the charger's own password becomes its secret.
+            charger_set_password(charger=charger, password=password)
+    elif password is None:
+        raise Refused(f"charger {identity!r} sent no password")
+    elif not check_password(password, charger.password_hash):
+        raise Refused(f"charger {identity!r} sent a wrong password")
+
+    now = timezone.now()
+    with transaction.atomic():
+        Charger.objects.filter(pk=charger.pk).update(
+            connected=True, ocpp_version=ocpp_version, last_seen=now, channel_name=channel_name
+        )
+        ChargerEvent.objects.create(
+            charger=charger,
+            kind=ChargerEvent.Kind.CONNECTION,
+            status="Connected",
+            timestamp=now,
+            detail={"ocpp_version": ocpp_version, "channel": channel_name},
+        )
+        events.publish(
+            "charger.connected",
+            organization_pk=charger.organization_id,
+            charger=identity,
+            data={"ocpp_version": ocpp_version},
+        )
+    return Connection(
+        charger_pk=charger.pk,
+        organization_pk=charger.organization_id,
+        identity=charger.identity,
+        registration_status=charger.registration_status,
+        heartbeat_interval=charger.heartbeat_interval or settings.CPMS_HEARTBEAT_INTERVAL,
+        previous_channel=charger.channel_name if charger.channel_name != channel_name else "",
+    )
+
+
+def charger_disconnect(*, charger_pk: int, channel_name: str, close_code: int | None) -> None:
+    now = timezone.now()
+    with transaction.atomic():
+        charger = Charger.objects.get(pk=charger_pk)
+        # A stale socket closing late must not mark a charger that has reconnected (on any node)
+        # as offline: only the connection that holds the charger's channel may clear it.
+        superseded = not Charger.objects.filter(pk=charger_pk, channel_name=channel_name).update(
+            connected=False, last_seen=now, channel_name=""
+        )
+        ChargerEvent.objects.create(
+            charger=charger,
+            kind=ChargerEvent.Kind.CONNECTION,
+            status="Disconnected",
+            timestamp=now,
+            detail={"close_code": close_code, "channel": channel_name, "superseded": superseded},
+        )
+        if not superseded:
+            events.publish(
+                "charger.disconnected",
+                organization_pk=charger.organization_id,
+                charger=charger.identity,
+                data={"close_code": close_code},
+            )
+
+
+def _charger_auto_register(*, identity: str, password: str | None) -> Charger:
+    slug = settings.CPMS_AUTO_REGISTER_ORG
+    organization = (
+        Organization.objects.get(slug=slug) if slug else Organization.objects.order_by("pk").first()
+    )
+    if organization is None:
+        raise Refused("auto-registration needs an organization; none exists")
+    try:
+        with transaction.atomic():
+            charger = charger_create(
+                identity=identity,
+                organization=organization,
+                password=password,
+                registration_status=RegistrationStatus.PENDING,
+            )
+    except IntegrityError:
+        charger = Charger.objects.get(identity=identity)
+    logger.info("auto-registered charger %s as Pending in %s", identity, organization.slug)
+    return charger
+
+
+@dataclass(frozen=True, slots=True)
+class BootInfo:
+    vendor: str
+    model: str
+    serial_number: str = ""
+    firmware_version: str = ""
+    iccid: str = ""
+    imsi: str = ""
+    meter_type: str = ""
+    meter_serial_number: str = ""
+
+
+@dataclass(frozen=True, slots=True)
+class BootResult:
+    status: str
+    interval: int
+
+
+def charger_boot(*, charger_pk: int, info: BootInfo) -> BootResult:
+    now = timezone.now()
+    with transaction.atomic():
+        charger = Charger.objects.select_for_update().get(pk=charger_pk)
+        charger.vendor = info.vendor
+        charger.model = info.model
+        charger.serial_number = info.serial_number
+        charger.firmware_version = info.firmware_version
+        charger.iccid = info.iccid
+        charger.imsi = info.imsi
+        charger.meter_type = info.meter_type
+        charger.meter_serial_number = info.meter_serial_number
+        charger.last_boot_at = now
+        charger.last_seen = now
+        charger.save()
+        ChargerEvent.objects.create(
+            charger=charger,
+            kind=ChargerEvent.Kind.BOOT,
+            status=charger.registration_status,
+            timestamp=now,
+            detail={"vendor": info.vendor, "model": info.model, "firmware": info.firmware_version},
+        )
+        events.publish(
+            "charger.booted",
+            organization_pk=charger.organization_id,
+            charger=charger.identity,
+            data={"status": charger.registration_status},
+        )
+    if charger.registration_status == RegistrationStatus.ACCEPTED:
+        interval = charger.heartbeat_interval or settings.CPMS_HEARTBEAT_INTERVAL
+    else:
+        interval = settings.CPMS_BOOT_RETRY_INTERVAL
+    return BootResult(status=charger.registration_status, interval=interval)
+
+
+# --- Authorization -------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class Authorization:
+    status: str
+    expires_at: datetime | None = None
+    group_token: str = ""
+    id_token_pk: int | None = None
+
+
+def id_token_authorize(
+    *, organization_pk: int, token: str, exclude_session_pk: int | None = None, check_concurrent: bool = True
+) -> Authorization:
+    """The authorization of an id token: Accepted, Blocked, Expired, Invalid or ConcurrentTx."""
+    id_token = IdToken.objects.filter(organization_id=organization_pk, token=token).first()
+    if id_token is None:
+        return Authorization(status="Invalid")
+    status = id_token.status
+    if status == IdTokenStatus.ACCEPTED and id_token.expires_at and id_token.expires_at <= timezone.now():
+        status = IdTokenStatus.EXPIRED
+    if status == IdTokenStatus.ACCEPTED and check_concurrent and not id_token.allow_concurrent:
+        active = Session.objects.filter(id_token=id_token, state=SessionState.ACTIVE)
+        if exclude_session_pk is not None:
+            active = active.exclude(pk=exclude_session_pk)
+        if active.exists():
+            status = "ConcurrentTx"
+    return Authorization(
+        status=status,
+        expires_at=id_token.expires_at,
+        group_token=id_token.group_token,
+        id_token_pk=id_token.pk,
+    )
+
+
+def id_token_create(
+    *,
+    organization: Organization,
+    token: str,
+    status: str = IdTokenStatus.ACCEPTED,
+    expires_at: datetime | None = None,
+    group_token: str = "",
+    owner_name: str = "",
+) -> IdToken:
+    return IdToken.objects.create(
+        organization=organization,
+        token=token,
+        status=status,
+        expires_at=expires_at,
+        group_token=group_token,
+        owner_name=owner_name,
+    )
+
+
+# --- Sessions ------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class StartResult:
+    transaction_id: int
+    authorization: Authorization
+    created: bool
+
+
+def _connector_for(charger_pk: int, connector_id: int) -> Connector:
+    connector, _ = Connector.objects.get_or_create(charger_id=charger_pk, connector_id=connector_id)
+    return connector
+
+
+def session_start(
+    *, charger_pk: int, organization_pk: int, request: normalize.StartRequest, ocpp_version: str
+) -> StartResult:
+    """Open a session for a 1.6 StartTransaction; a re-send returns the first answer."""
+    existing = Session.objects.filter(charger_id=charger_pk, start_key=request.start_key).first()
+    if existing is not None:
+        return StartResult(
+            transaction_id=int(existing.transaction_id),
+            authorization=_session_authorization(existing),
+            created=False,
+        )
+    try:
+        with transaction.atomic():
+            connector = _connector_for(charger_pk, request.connector_id)
+            for stale in Session.objects.select_for_update().filter(
+                charger_id=charger_pk, connector=connector, state=SessionState.ACTIVE
+            ):
+                _session_close_superseded(stale, superseded_at=request.timestamp, meter_wh=request.meter_start_wh)
+            authorization = id_token_authorize(organization_pk=organization_pk, token=request.id_tag)
+            Charger.objects.filter(pk=charger_pk).update(
+                last_transaction_id=F("last_transaction_id") + 1
+            )
+            transaction_id = Charger.objects.values_list("last_transaction_id", flat=True).get(
+                pk=charger_pk
+            )
+            session = Session.objects.create(
+                charger_id=charger_pk,
+                connector=connector,
+                connector_number=request.connector_id,
+                id_token_id=authorization.id_token_pk,
+                id_tag=request.id_tag,
+                auth_status=authorization.status,
+                transaction_id=str(transaction_id),
+                ocpp_version="1.6",
+                start_key=request.start_key,
+                started_at=request.timestamp,
+                meter_start_wh=request.meter_start_wh,
+                reservation_id=request.reservation_id,
+            )
+            events.publish(
+                "session.started",
+                organization_pk=organization_pk,
+                charger=session.charger.identity,
+                data=_session_event(session),
+            )
+    except IntegrityError:
+        # A concurrent re-send of the same start won the race: answer as it was answered.
+        existing = Session.objects.get(charger_id=charger_pk, start_key=request.start_key)
+        return StartResult(
+            transaction_id=int(existing.transaction_id),
+            authorization=_session_authorization(existing),
+            created=False,
+        )
+    return StartResult(transaction_id=transaction_id, authorization=authorization, created=True)
+
+
+def _session_authorization(session: Session) -> Authorization:
+    id_token = session.id_token
+    return Authorization(
+        status=session.auth_status or "Invalid",
+        expires_at=id_token.expires_at if id_token else None,
+        group_token=id_token.group_token if id_token else "",
+        id_token_pk=session.id_token_id,
+    )
+
+
+def _session_event(session: Session) -> dict[str, Any]:
+    return {
+        "session": session.pk,
+        "transaction_id": session.transaction_id,
+        "connector": session.connector_number,
+        "state": session.state,
+        "energy_wh": str(session.energy_wh),
+        "started_at": normalize.format_datetime(session.started_at),
+        "stopped_at": normalize.format_datetime(session.stopped_at) if session.stopped_at else None,
+    }
+
+
+def _session_close_superseded(session: Session, *, superseded_at: datetime, meter_wh: Decimal) -> None:
+    """A new start on a connector with an open session: the charger lost the stop; close it."""
+    last = session.meter_samples.filter(
+        measurand=normalize.ENERGY_REGISTER, phase="", value__isnull=False
+    ).order_by("-timestamp").first()
+    candidates = [v for v in (last.value if last else None, meter_wh) if v is not None]
+    meter_stop = max(candidates) if candidates else session.meter_start_wh
+    if meter_stop < session.meter_start_wh:
+        meter_stop = last.value if last and last.value >= session.meter_start_wh else session.meter_start_wh
+    session.state = SessionState.COMPLETED
+    session.stopped_at = max(superseded_at, session.started_at)
+    session.meter_stop_wh = meter_stop
+    session.energy_wh = meter_stop - session.meter_start_wh
+    session.stop_reason = "SupersededByNewTransaction"
+    session.save()
+    ChargerEvent.objects.create(
+        charger_id=session.charger_id,
+        kind=ChargerEvent.Kind.RECONCILIATION,
+        status="SessionClosed",
+        detail={
+            "session": session.pk,
+            "transaction_id": session.transaction_id,
+            "reason": "a new StartTransaction arrived on the same connector",
+            "meter_stop_wh": str(meter_stop),
+        },
+    )
+
+
+@dataclass(frozen=True, slots=True)
+class StopResult:
+    authorization: Authorization | None
+    matched: bool
+
+
+def session_stop(
+    *, charger_pk: int, organization_pk: int, request: normalize.StopRequest, raw_payload: dict[str, Any]
+) -> StopResult:
+    """Close a session for a 1.6 StopTransaction; idempotent, and unknown ids are kept."""
+    authorization = (
+        id_token_authorize(organization_pk=organization_pk, token=request.id_tag, check_concurrent=False)
+        if request.id_tag
+        else None
+    )
+    with transaction.atomic():
+        session = (
+            Session.objects.select_for_update()
+            .select_related("charger")
+            .filter(charger_id=charger_pk, transaction_id=request.transaction_id)
+            .first()
+        )
+        if session is None:
+            UnmatchedStop.objects.get_or_create(
+                charger_id=charger_pk,
+                transaction_id=request.transaction_id,
+                timestamp=request.timestamp,
+                defaults={
+                    "id_tag": request.id_tag,
+                    "meter_stop_wh": request.meter_stop_wh,
+                    "reason": request.reason,
+                    "payload": raw_payload,
+                },
+            )
+            return StopResult(authorization=authorization, matched=False)
+        if session.state == SessionState.COMPLETED:
+            return StopResult(authorization=authorization, matched=True)
+        _samples_insert(charger_pk, session.connector_number, session, request.samples)
+        session.state = SessionState.COMPLETED
+        session.stopped_at = request.timestamp
+        session.meter_stop_wh = request.meter_stop_wh
+        session.energy_wh = max(Decimal(0), request.meter_stop_wh - session.meter_start_wh)
+        session.stop_reason = request.reason
+        session.stop_id_tag = request.id_tag
+        session.save()
+        events.publish(
+            "session.ended",
+            organization_pk=organization_pk,
+            charger=session.charger.identity,
+            data=_session_event(session),
+        )
+    return StopResult(authorization=authorization, matched=True)
+
+
+def session_meter_values(
+    *,
+    charger_pk: int,
+    organization_pk: int,
+    connector_id: int,
+    transaction_id: str,
+    samples: list[normalize.Sample],
+) -> bool:
+    """Persist samples that belong to a transaction; returns whether the session is known."""
+    with transaction.atomic():
+        session = (
+            Session.objects.select_related("charger")
+            .filter(charger_id=charger_pk, transaction_id=transaction_id)
+            .first()
+        )
+        _samples_insert(charger_pk, connector_id, session, samples)
+        if session is None:
+            return False
+        register = normalize.last_energy_register(samples)
+        if session.state == SessionState.ACTIVE and register is not None:
+            energy = max(Decimal(0), register - session.meter_start_wh)
+            Session.objects.filter(pk=session.pk).update(energy_wh=energy, updated_at=timezone.now())
+            session.energy_wh = energy
+        events.publish(
+            "session.meter",
+            organization_pk=organization_pk,
+            charger=session.charger.identity,
+            data={
+                **_session_event(session),
+                "samples": [
+                    {
+                        "measurand": s.measurand,
+                        "phase": s.phase,
+                        "value": str(s.value) if s.value is not None else None,
+                        "unit": s.unit,
+                        "timestamp": normalize.format_datetime(s.timestamp),
+                    }
+                    for s in samples
+                ],
+            },
+        )
+    return True
+
+
+def _sample_model(charger_pk: int, connector_id: int, session: Session | None, s: normalize.Sample) -> MeterSample:
+    return MeterSample(
+        charger_id=charger_pk,
+        connector_number=connector_id,
+        session=session,
+        timestamp=s.timestamp,
+        measurand=s.measurand,
+        phase=s.phase,
+        location=s.location,
+        context=s.context,
+        value=s.value,
+        unit=s.unit,
+        raw_value=s.raw_value,
+        raw_unit=s.raw_unit,
+        signed_data=s.signed_data,
+    )
+
+
+def _samples_insert(
+    charger_pk: int, connector_id: int, session: Session | None, samples: Iterable[normalize.Sample]
+) -> None:
+    MeterSample.objects.bulk_create(
+        [_sample_model(charger_pk, connector_id, session, s) for s in samples],
+        ignore_conflicts=True,
+    )
+
+
+# --- Records -------------------------------------------------------------------------------------
+
+
+def charger_event_record(
+    *,
+    charger_pk: int,
+    kind: str,
+    status: str = "",
+    request_id: int | None = None,
+    timestamp: datetime | None = None,
+    detail: dict[str, Any] | None = None,
+) -> ChargerEvent:
+    now = timezone.now()
+    with transaction.atomic():
+        event = ChargerEvent.objects.create(
+            charger_id=charger_pk,
+            kind=kind,
+            status=status,
+            request_id=request_id,
+            timestamp=timestamp or now,
+            detail=detail or {},
+        )
+        if kind == ChargerEvent.Kind.FIRMWARE or kind == ChargerEvent.Kind.SIGNED_FIRMWARE:
+            Charger.objects.filter(pk=charger_pk).update(firmware_status=status, firmware_status_at=now)
+        elif kind == ChargerEvent.Kind.DIAGNOSTICS:
+            Charger.objects.filter(pk=charger_pk).update(
+                diagnostics_status=status, diagnostics_status_at=now
+            )
+    return event
+
+
+def data_transfer_record(
+    *,
+    charger_pk: int,
+    direction: str,
+    vendor_id: str,
+    message_id: str,
+    data: str,
+    response_status: str,
+    response_data: str = "",
+) -> DataTransferRecord:
+    return DataTransferRecord.objects.create(
+        charger_id=charger_pk,
+        direction=direction,
+        vendor_id=vendor_id,
+        message_id=message_id,
+        data=data,
+        response_status=response_status,
+        response_data=response_data,
+    )
+
+
+# --- Batched hot-path writes ---------------------------------------------------------------------
+
+
+def batch_write(
+    *,
+    frames: list[FrameRow],
+    seen: dict[int, datetime],
+    statuses: list[StatusRow],
+    samples: list[SampleRow],
+) -> None:
+    """Write one flush of the hot path in a single transaction."""
+    with transaction.atomic():
+        if frames:
+            Frame.objects.bulk_create(
+                [
+                    Frame(
+                        charger_id=f.charger_pk,
+                        charger_identity=f.charger_identity,
+                        leg=f.leg,
+                        direction=f.direction,
+                        kind=f.kind,
+                        message_id=f.message_id[:64],
+                        original_message_id=f.original_message_id[:64],
+                        action=f.action[:64],
+                        raw=f.raw,
+                        timestamp=f.timestamp,
+                    )
+                    for f in frames
+                ]
+            )
+        for charger_pk, moment in seen.items():
+            Charger.objects.filter(pk=charger_pk).update(last_seen=moment)
+        if statuses:
+            _statuses_write(statuses)
+        if samples:
+            MeterSample.objects.bulk_create(
+                [_sample_model(r.charger_pk, r.connector_id, None, r.sample) for r in samples],
+                ignore_conflicts=True,
+            )
+
+
+def _statuses_write(statuses: list[StatusRow]) -> None:
+    latest: dict[tuple[int, int], StatusRow] = {}
+    for row in statuses:
+        key = (row.charger_pk, row.connector_id)
+        if key not in latest or latest[key].timestamp <= row.timestamp:
+            latest[key] = row
+    Connector.objects.bulk_create(
+        [
+            Connector(
+                charger_id=row.charger_pk,
+                connector_id=row.connector_id,
+                evse_id=row.evse_id,
+                status=row.status,
+                raw_status=row.raw_status,
+                error_code=row.error_code,
+                info=row.info,
+                vendor_id=row.vendor_id,
+                vendor_error_code=row.vendor_error_code,
+                status_at=row.timestamp,
+            )
+            for row in latest.values()
+        ],
+        update_conflicts=True,
+        unique_fields=["charger", "connector_id"],
+        update_fields=[
+            "evse_id",
+            "status",
+            "raw_status",
+            "error_code",
+            "info",
+            "vendor_id",
+            "vendor_error_code",
+            "status_at",
+        ],
+    )
+    charger_pks = {row.charger_pk for row in statuses}
+    connector_pks = {
+        (charger_pk, number): pk
+        for pk, charger_pk, number in Connector.objects.filter(charger_id__in=charger_pks).values_list(
+            "pk", "charger_id", "connector_id"
+        )
+    }
+    ConnectorStatusChange.objects.bulk_create(
+        [
+            ConnectorStatusChange(
+                connector_id=connector_pks[(row.charger_pk, row.connector_id)],
+                status=row.status,
+                raw_status=row.raw_status,
+                error_code=row.error_code,
+                vendor_error_code=row.vendor_error_code,
+                info=row.info,
+                timestamp=row.timestamp,
+            )
+            for row in statuses
+        ]
+    )
+    for row in statuses:
+        events.publish(
+            "connector.status",
+            organization_pk=row.organization_pk,
+            charger=row.charger_identity,
+            data={
+                "connector": row.connector_id,
+                "evse": row.evse_id,
+                "status": row.status,
+                "raw_status": row.raw_status,
+                "error_code": row.error_code,
+                "timestamp": normalize.format_datetime(row.timestamp),
+            },
+        )
+
+
+def chargers_expire_stale(*, now: datetime | None = None) -> int:
+    """Mark chargers offline that are flagged connected but silent for too long.
+
+    A live socket refreshes last_seen with every frame, so this only catches connections left
+    flagged by a process that died.
+    """
+    now = now or timezone.now()
+    expired = 0
+    default_interval = settings.CPMS_HEARTBEAT_INTERVAL
+    for charger in Charger.objects.filter(connected=True).only(
+        "pk", "identity", "organization_id", "last_seen", "heartbeat_interval"
+    ):
+        interval = charger.heartbeat_interval or default_interval
+        limit = timedelta(seconds=interval * settings.CPMS_OFFLINE_AFTER_HEARTBEATS + 60)
+        if charger.last_seen is None or now - charger.last_seen > limit:
+            with transaction.atomic():
+                updated = Charger.objects.filter(pk=charger.pk, connected=True).update(connected=False)
+                if updated:
+                    expired += 1
+                    ChargerEvent.objects.create(
+                        charger_id=charger.pk,
+                        kind=ChargerEvent.Kind.CONNECTION,
+                        status="Expired",
+                        timestamp=now,
+                        detail={"last_seen": charger.last_seen.isoformat() if charger.last_seen else None},
+                    )
+                    events.publish(
+                        "charger.disconnected",
+                        organization_pk=charger.organization_id,
+                        charger=charger.identity,
+                        data={"reason": "silent"},
+                    )
+    return expired

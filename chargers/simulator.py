@@ -1,0 +1,341 @@
+"""Simulated OCPP 1.6J chargers over real WebSockets, for the demo, tests and load generation.
+
+Each charger boots, reports its connectors, sends heartbeats, and runs sessions with Authorize,
+StartTransaction, periodic MeterValues and StopTransaction at configurable rates. It talks to any
+OCPP 1.6J central system; nothing here reads our database.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import itertools
+import json
+import logging
+import random
+import time
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from typing import Any
+
+import websockets
+
+logger = logging.getLogger(__name__)
+
+
+def now_iso() -> str:
+    return datetime.now(UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
+
+
+@dataclass
+class FleetConfig:
+    url: str = "ws://127.0.0.1:8000/ocpp/"
+    count: int = 5
+    prefix: str = "SIM-"
+    start_index: int = 1
+    password: str | None = None
+    connectors: int = 2
+    heartbeat_interval: float | None = None  # None: use the interval BootNotification returns
+    meter_interval: float = 15.0
+    sessions_per_hour: float = 6.0  # per connector
+    session_minutes: float = 10.0
+    power_kw: float = 11.0
+    id_tags: list[str] = field(default_factory=lambda: ["DEMO-TAG-1"])
+    ramp_seconds: float = 2.0
+    vendor: str = "Simulated"
+    model: str = "SIM-AC22"
+    reconnect: bool = True
+    call_timeout: float = 30.0
+    seed: int | None = None
+
+
+@dataclass
+class Stats:
+    """What the fleet saw: calls, answers, errors and reply times."""
+
+    calls: int = 0
+    results: int = 0
+    errors: int = 0
+    timeouts: int = 0
+    connects: int = 0
+    refused: int = 0
+    disconnects: int = 0
+    sessions_started: int = 0
+    sessions_stopped: int = 0
+    latencies: list[float] = field(default_factory=list)
+    by_action: dict[str, int] = field(default_factory=dict)
+
+    def summary(self) -> str:
+        lat = sorted(self.latencies)
+
+        def pct(p: float) -> float:
+            return lat[min(len(lat) - 1, int(len(lat) * p))] * 1000 if lat else 0.0
+
+        return (
+            f"connects={self.connects} refused={self.refused} disconnects={self.disconnects} "
+            f"calls={self.calls} results={self.results} errors={self.errors} "
+            f"timeouts={self.timeouts} sessions={self.sessions_started}/{self.sessions_stopped} "
+            f"p50={pct(0.5):.1f}ms p99={pct(0.99):.1f}ms"
+        )
+
+
+class CallFailed(Exception):
+    def __init__(self, code: str, description: str):
+        super().__init__(f"{code}: {description}")
+        self.code = code
+
+
+class SimulatedCharger:
+    def __init__(self, identity: str, config: FleetConfig, stats: Stats, rng: random.Random):
+        self.identity = identity
+        self.config = config
+        self.stats = stats
+        self.rng = rng
+        self.ws: Any = None
+        self._ids = itertools.count(1)
+        self._pending: dict[str, asyncio.Future[Any]] = {}
+        self._lock = asyncio.Lock()
+        self.heartbeat_interval = config.heartbeat_interval or 300.0
+        self.meter_wh = [rng.randint(0, 5_000_000) for _ in range(config.connectors)]
+        self.transactions: dict[int, int] = {}
+
+    # --- Transport -----------------------------------------------------------------------------
+
+    def _headers(self) -> dict[str, str]:
+        if self.config.password is None:
+            return {}
+        token = base64.b64encode(f"{self.identity}:{self.config.password}".encode()).decode()
+        return {"Authorization": f"Basic {token}"}
+
+    async def call(self, action: str, payload: dict[str, Any]) -> dict[str, Any]:
+        """Send a CALL and wait for its answer; one CALL in flight at a time, as OCPP requires."""
+        async with self._lock:
+            message_id = f"{self.identity}-{next(self._ids)}"
+            future: asyncio.Future[Any] = asyncio.get_running_loop().create_future()
+            self._pending[message_id] = future
+            started = time.perf_counter()
+            self.stats.calls += 1
+            self.stats.by_action[action] = self.stats.by_action.get(action, 0) + 1
+            await self.ws.send(json.dumps([2, message_id, action, payload]))
+            try:
+                frame = await asyncio.wait_for(future, self.config.call_timeout)
+            except TimeoutError:
+                self.stats.timeouts += 1
+                raise
+            finally:
+                self._pending.pop(message_id, None)
+            self.stats.latencies.append(time.perf_counter() - started)
+            if frame[0] == 4:
+                self.stats.errors += 1
+                raise CallFailed(frame[2], frame[3])
+            self.stats.results += 1
+            return frame[2]
+
+    async def _reader(self) -> None:
+        async for text in self.ws:
+            frame = json.loads(text)
+            if frame[0] in (3, 4):
+                future = self._pending.get(frame[1])
+                if future is not None and not future.done():
+                    future.set_result(frame)
+            elif frame[0] == 2:
+                await self._answer(frame[1], frame[2], frame[3])
+
+    async def _answer(self, message_id: str, action: str, payload: dict[str, Any]) -> None:
+        """Answer a CALL from the central system; this simulator supports a few of them."""
+        if action == "TriggerMessage":
+            requested = payload.get("requestedMessage")
+            supported = {"Heartbeat", "StatusNotification", "BootNotification"}
+            status = "Accepted" if requested in supported else "NotImplemented"
+            await self.ws.send(json.dumps([3, message_id, {"status": status}]))
+            if status == "Accepted":
+                asyncio.get_running_loop().create_task(self._triggered(requested, payload))
+            return
+        if action == "Reset":
+            await self.ws.send(json.dumps([3, message_id, {"status": "Accepted"}]))
+            return
+        await self.ws.send(
+            json.dumps([4, message_id, "NotSupported", f"simulator does not support {action}", {}])
+        )
+
+    async def _triggered(self, requested: str, payload: dict[str, Any]) -> None:
+        if requested == "Heartbeat":
+            await self.call("Heartbeat", {})
+        elif requested == "BootNotification":
+            await self.boot()
+        else:
+            for connector in range(1, self.config.connectors + 1):
+                await self.status(connector, "Charging" if connector in self.transactions else "Available")
+
+    # --- Behaviour -----------------------------------------------------------------------------
+
+    async def boot(self) -> str:
+        answer = await self.call(
+            "BootNotification",
+            {
+                "chargePointVendor": self.config.vendor,
+                "chargePointModel": self.config.model,
+                "chargePointSerialNumber": f"SN-{self.identity}",
+                "firmwareVersion": "1.0.0",
+            },
+        )
+        if self.config.heartbeat_interval is None and answer.get("interval"):
+            self.heartbeat_interval = float(answer["interval"])
+        return answer["status"]
+
+    async def status(self, connector: int, status: str, error_code: str = "NoError") -> None:
+        await self.call(
+            "StatusNotification",
+            {"connectorId": connector, "errorCode": error_code, "status": status, "timestamp": now_iso()},
+        )
+
+    async def run_once(self) -> None:
+        """One connection's life: boot, report, then heartbeats and sessions until it drops."""
+        async with websockets.connect(
+            self.config.url + self.identity,
+            subprotocols=["ocpp1.6"],  # type: ignore[list-item]
+            additional_headers=self._headers(),
+            compression=None,
+            open_timeout=30,
+            ping_interval=None,
+            max_size=2**20,
+        ) as ws:
+            self.ws = ws
+            self.stats.connects += 1
+            reader = asyncio.get_running_loop().create_task(self._reader())
+            try:
+                while await self.boot() != "Accepted":
+                    await asyncio.sleep(min(self.heartbeat_interval, 10))
+                await self.status(0, "Available")
+                for connector in range(1, self.config.connectors + 1):
+                    await self.status(connector, "Available")
+                tasks = [asyncio.create_task(self._heartbeats())] + [
+                    asyncio.create_task(self._sessions(connector))
+                    for connector in range(1, self.config.connectors + 1)
+                ]
+                done, pending = await asyncio.wait(
+                    [reader, *tasks], return_when=asyncio.FIRST_COMPLETED
+                )
+                for task in pending:
+                    task.cancel()
+                for task in done:
+                    if task.exception():
+                        raise task.exception()  # type: ignore[misc]
+            finally:
+                reader.cancel()
+
+    async def _heartbeats(self) -> None:
+        while True:
+            await asyncio.sleep(self.heartbeat_interval)
+            await self.call("Heartbeat", {})
+
+    async def _sessions(self, connector: int) -> None:
+        rate = self.config.sessions_per_hour / 3600.0
+        while True:
+            await asyncio.sleep(self.rng.expovariate(rate) if rate > 0 else 3600)
+            await self.session(connector)
+
+    async def session(self, connector: int, id_tag: str | None = None) -> None:
+        id_tag = id_tag or self.rng.choice(self.config.id_tags)
+        await self.status(connector, "Preparing")
+        authorized = await self.call("Authorize", {"idTag": id_tag})
+        if authorized["idTagInfo"]["status"] != "Accepted":
+            await self.status(connector, "Available")
+            return
+        index = connector - 1
+        started = await self.call(
+            "StartTransaction",
+            {"connectorId": connector, "idTag": id_tag, "meterStart": self.meter_wh[index], "timestamp": now_iso()},
+        )
+        transaction_id = started["transactionId"]
+        self.transactions[connector] = transaction_id
+        self.stats.sessions_started += 1
+        await self.status(connector, "Charging")
+        end = time.monotonic() + self.config.session_minutes * 60 * self.rng.uniform(0.5, 1.5)
+        power_w = self.config.power_kw * 1000 * self.rng.uniform(0.6, 1.0)
+        while time.monotonic() < end:
+            step = min(self.config.meter_interval, max(0.0, end - time.monotonic()))
+            await asyncio.sleep(step)
+            self.meter_wh[index] += int(power_w * step / 3600)
+            await self.call("MeterValues", self.meter_values(connector, transaction_id, power_w))
+        await self.status(connector, "Finishing")
+        await self.call(
+            "StopTransaction",
+            {
+                "transactionId": transaction_id,
+                "idTag": id_tag,
+                "meterStop": self.meter_wh[index],
+                "timestamp": now_iso(),
+                "reason": "Local",
+            },
+        )
+        self.transactions.pop(connector, None)
+        self.stats.sessions_stopped += 1
+        await self.status(connector, "Available")
+
+    def meter_values(self, connector: int, transaction_id: int | None, power_w: float) -> dict[str, Any]:
+        amps = power_w / (3 * 230)
+        sampled = [
+            {"value": str(self.meter_wh[connector - 1]), "measurand": "Energy.Active.Import.Register", "unit": "Wh", "context": "Sample.Periodic", "location": "Outlet"},
+            {"value": f"{power_w / 1000:.3f}", "measurand": "Power.Active.Import", "unit": "kW", "context": "Sample.Periodic"},
+        ] + [
+            {"value": f"{amps:.1f}", "measurand": "Current.Import", "unit": "A", "phase": phase, "context": "Sample.Periodic"}
+            for phase in ("L1", "L2", "L3")
+        ]
+        payload: dict[str, Any] = {
+            "connectorId": connector,
+            "meterValue": [{"timestamp": now_iso(), "sampledValue": sampled}],
+        }
+        if transaction_id is not None:
+            payload["transactionId"] = transaction_id
+        return payload
+
+    async def run(self, stop: asyncio.Event) -> None:
+        backoff = 1.0
+        while not stop.is_set():
+            try:
+                await self.run_once()
+                backoff = 1.0
+            except asyncio.CancelledError:
+                raise
+            except websockets.exceptions.InvalidStatus as exc:
+                self.stats.refused += 1
+                logger.warning("%s refused: HTTP %s", self.identity, exc.response.status_code)
+            except (OSError, websockets.exceptions.WebSocketException, TimeoutError, CallFailed) as exc:
+                self.stats.disconnects += 1
+                logger.info("%s disconnected: %s", self.identity, exc)
+            if not self.config.reconnect:
+                return
+            await asyncio.sleep(backoff * self.rng.uniform(0.5, 1.5))
+            backoff = min(backoff * 2, 60.0)
+
+
+async def run_fleet(config: FleetConfig, duration: float | None = None) -> Stats:
+    """Run the fleet until ``duration`` seconds pass (forever with None); return its stats."""
+    rng = random.Random(config.seed)
+    stats = Stats()
+    stop = asyncio.Event()
+    chargers = [
+        SimulatedCharger(f"{config.prefix}{index:03d}", config, stats, random.Random(rng.random()))
+        for index in range(config.start_index, config.start_index + config.count)
+    ]
+
+    async def start(charger: SimulatedCharger, delay: float) -> None:
+        await asyncio.sleep(delay)
+        await charger.run(stop)
+
+    tasks = [
+        asyncio.create_task(start(charger, rng.uniform(0, config.ramp_seconds)))
+        for charger in chargers
+    ]
+    try:
+        if duration is None:
+            await asyncio.gather(*tasks)
+        else:
+            await asyncio.wait(tasks, timeout=duration)
+    finally:
+        stop.set()
+        for task in tasks:
+            task.cancel()
+        await asyncio.gather(*tasks, return_exceptions=True)
+    return stats

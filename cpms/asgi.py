@@ -1,0 +1,24 @@
+"""ASGI entry point: ``daphne cpms.asgi:application`` serves HTTP and the OCPP WebSockets."""
+
+from __future__ import annotations
+
+import os
+
+from django.core.asgi import get_asgi_application
+
+os.environ.setdefault("DJANGO_SETTINGS_MODULE", "cpms.settings")
+django_asgi_app = get_asgi_application()
+
+from channels.routing import ProtocolTypeRouter, URLRouter  # noqa: E402
+
+from chargers.routing import websocket_urlpatterns  # noqa: E402
+from cpms.runtime import LifecycleMiddleware  # noqa: E402
+
+application = LifecycleMiddleware(
+    ProtocolTypeRouter(
+        {
+            "http": django_asgi_app,
+            "websocket": URLRouter(websocket_urlpatterns),
+        }
+    )
+)

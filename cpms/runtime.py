@@ -1,0 +1,86 @@
+"""Process-level background work of the ASGI server.
+
+daphne sends no lifespan events, so the first connection starts what the process runs beside its
+consumers: the batch writer, and on the embedded default (no Redis, eager Celery) the periodic jobs
+of ``CELERY_BEAT_SCHEDULE`` on the server's own event loop.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from datetime import timedelta
+from typing import Any
+
+from channels.db import database_sync_to_async
+from django.conf import settings
+
+logger = logging.getLogger(__name__)
+
+_started_loops: set[asyncio.AbstractEventLoop] = set()
+
+
+def _seconds(schedule: Any) -> float:
+    if isinstance(schedule, timedelta):
+        return schedule.total_seconds()
+    if isinstance(schedule, int | float):
+        return float(schedule)
+    run_every = getattr(schedule, "run_every", None)
+    if isinstance(run_every, timedelta):
+        return run_every.total_seconds()
+    raise ValueError(f"embedded scheduler needs an interval schedule, not {schedule!r}")
+
+
+async def _run_periodic(name: str, task_name: str, every: float) -> None:
+    from cpms.celery import app
+
+    while True:
+        await asyncio.sleep(every)
+        try:
+            task = app.tasks[task_name]
+            await database_sync_to_async(task.apply)()
+        except Exception:
+            logger.exception("periodic job %s failed", name)
+
+
+def start_background(loop: asyncio.AbstractEventLoop) -> None:
+    if loop in _started_loops:
+        return
+    _started_loops.add(loop)
+    from chargers.batching import get_writer
+
+    get_writer()
+    if settings.CELERY_TASK_ALWAYS_EAGER:
+        for name, entry in settings.CELERY_BEAT_SCHEDULE.items():
+            loop.create_task(
+                _run_periodic(name, entry["task"], _seconds(entry["schedule"])),
+                name=f"periodic:{name}",
+            )
+
+
+class LifecycleMiddleware:
+    """Starts the background work on the first scope, and flushes on lifespan shutdown."""
+
+    def __init__(self, app: Any):
+        self.app = app
+
+    async def __call__(self, scope: dict[str, Any], receive: Any, send: Any) -> None:
+        loop = asyncio.get_running_loop()
+        if scope["type"] == "lifespan":
+            await self._lifespan(receive, send, loop)
+            return
+        start_background(loop)
+        await self.app(scope, receive, send)
+
+    async def _lifespan(self, receive: Any, send: Any, loop: asyncio.AbstractEventLoop) -> None:
+        from chargers.batching import flush_now
+
+        while True:
+            message = await receive()
+            if message["type"] == "lifespan.startup":
+                start_background(loop)
+                await send({"type": "lifespan.startup.complete"})
+            elif message["type"] == "lifespan.shutdown":
+                await flush_now()
+                await send({"type": "lifespan.shutdown.complete"})
+                return

@@ -1,0 +1,17 @@
+"""URL routes of the HTTP side; the OCPP WebSocket routes live in ``chargers.routing``."""
+
+from django.contrib import admin
+from django.urls import path
+from django.views.generic import RedirectView
+
+from . import health
+
+admin.site.site_header = "CPMS administration"
+admin.site.site_title = "CPMS"
+
+urlpatterns = [
+    path("", RedirectView.as_view(url="/admin/", permanent=False)),
+    path("admin/", admin.site.urls),
+    path("healthz", health.healthz, name="healthz"),
+    path("readyz", health.readyz, name="readyz"),
+]

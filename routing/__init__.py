@@ -1,0 +1,1 @@
+"""Multi-CPMS routing: upstreams, routes, legs and outboxes."""

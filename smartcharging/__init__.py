@@ -1,0 +1,1 @@
+"""Site load management: capacity, allocation and charging-profile dispatch."""

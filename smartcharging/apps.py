@@ -1,0 +1,6 @@
+from django.apps import AppConfig
+
+
+class SmartchargingConfig(AppConfig):
+    name = "smartcharging"
+    verbose_name = "Smart charging"
