@@ -595,6 +595,15 @@ def batch_write(
     samples: list[SampleRow],
 ) -> None:
     """Write one flush of the hot path in a single transaction."""
+    referenced = {f.charger_pk for f in frames if f.charger_pk} | set(seen)
+    referenced |= {r.charger_pk for r in statuses} | {r.charger_pk for r in samples}
+    existing = set(Charger.objects.filter(pk__in=referenced).values_list("pk", flat=True))
+    if existing != referenced:
+        # A charger deleted while its rows were buffered: its rows go with it.
+        frames = [f for f in frames if f.charger_pk is None or f.charger_pk in existing]
+        seen = {pk: moment for pk, moment in seen.items() if pk in existing}
+        statuses = [r for r in statuses if r.charger_pk in existing]
+        samples = [r for r in samples if r.charger_pk in existing]
     with transaction.atomic():
         if frames:
             Frame.objects.bulk_create(

@@ -1,0 +1,164 @@
+"""Shared fixtures: tenants and chargers, and a real daphne server process for end-to-end tests.
+
+With ``DATABASE_URL``/``REDIS_URL`` set the suite runs on PostgreSQL and Redis; without, on the
+embedded default (a SQLite file shared with the server process, in-memory channel layer).
+"""
+
+from __future__ import annotations
+
+import os
+import socket
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+from django.conf import settings
+
+from chargers import services
+from chargers.models import Charger, IdToken, Site
+from cpms.models import Organization
+
+ROOT = Path(__file__).resolve().parent.parent
+CHARGER_PASSWORD = "test-charger-secret-1"
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def database_url_for_test_db() -> str:
+    """A DATABASE_URL that points a child process at the test database of this run."""
+    db = settings.DATABASES["default"]
+    if db["ENGINE"] == "django.db.backends.sqlite3":
+        return f"sqlite:///{db['NAME']}"
+    user = db.get("USER") or ""
+    password = f":{db['PASSWORD']}" if db.get("PASSWORD") else ""
+    auth = f"{user}{password}@" if user else ""
+    port = f":{db['PORT']}" if db.get("PORT") else ""
+    return f"postgres://{auth}{db.get('HOST') or '127.0.0.1'}{port}/{db['NAME']}"
+
+
+class ServerProcess:
+    """``daphne cpms.asgi:application`` on a free port, pointed at the test database."""
+
+    def __init__(self, extra_env: dict[str, str] | None = None):
+        self.port = free_port()
+        self.log_path = ROOT / "var" / f"server-{self.port}.log"
+        env = {
+            **os.environ,
+            "DATABASE_URL": database_url_for_test_db(),
+            "CPMS_FLUSH_INTERVAL": "0.05",
+            "PYTHONUNBUFFERED": "1",
+            **(extra_env or {}),
+        }
+        self._log = open(self.log_path, "w")  # noqa: SIM115 - closed in stop()
+        self.process = subprocess.Popen(
+            [sys.executable, "-m", "daphne", "-b", "127.0.0.1", "-p", str(self.port), "cpms.asgi:application"],
+            cwd=ROOT,
+            env=env,
+            stdout=self._log,
+            stderr=subprocess.STDOUT,
+        )
+        self._wait_ready()
+
+    @property
+    def http_url(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
+
+    @property
+    def ocpp_url(self) -> str:
+        return f"ws://127.0.0.1:{self.port}/ocpp/"
+
+    def _wait_ready(self, timeout: float = 60.0) -> None:
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if self.process.poll() is not None:
+                raise RuntimeError(f"server exited early:\n{self.log()}")
+            try:
+                with socket.create_connection(("127.0.0.1", self.port), timeout=0.5):
+                    return
+            except OSError:
+                time.sleep(0.1)
+        raise RuntimeError(f"server did not listen within {timeout}s:\n{self.log()}")
+
+    def log(self) -> str:
+        return self.log_path.read_text(errors="replace")
+
+    def stop(self) -> None:
+        if self.process.poll() is None:
+            self.process.terminate()
+            try:
+                self.process.wait(timeout=10)
+            except subprocess.TimeoutExpired:
+                self.process.kill()
+                self.process.wait()
+        self._log.close()
+        self.log_path.unlink(missing_ok=True)
+
+
+@pytest.fixture(scope="session")
+def server_process(django_db_setup: Any, django_db_blocker: Any) -> Iterator[ServerProcess]:
+    """One real server process for the whole session."""
+    process = ServerProcess()
+    try:
+        yield process
+    finally:
+        process.stop()
+
+
+def wait_until_quiet(timeout: float = 10.0) -> None:
+    """Wait until the server has closed every charger connection and flushed its buffers, so
+    that the database flush between tests never races with the server's own writes."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if not Charger.objects.filter(connected=True).exists():
+            break
+        time.sleep(0.05)
+    time.sleep(0.2)  # a few flush intervals of the server's batch writer
+
+
+@pytest.fixture
+def server(transactional_db: Any, server_process: ServerProcess) -> Iterator[ServerProcess]:
+    """The real server, with data committed so that it sees what the test creates."""
+    yield server_process
+    wait_until_quiet()
+
+
+@pytest.fixture
+def organization(db: Any) -> Organization:
+    return Organization.objects.create(name="Acme Charging", slug="acme")
+
+
+@pytest.fixture
+def site(organization: Organization) -> Site:
+    return Site.objects.create(organization=organization, name="Depot", time_zone="Europe/Amsterdam")
+
+
+@pytest.fixture
+def make_charger(organization: Organization, site: Site) -> Any:
+    def make(identity: str = "CP-1", password: str | None = CHARGER_PASSWORD, **fields: Any) -> Charger:
+        charger = services.charger_create(
+            identity=identity, organization=organization, password=password, site=site
+        )
+        if fields:
+            Charger.objects.filter(pk=charger.pk).update(**fields)
+            charger.refresh_from_db()
+        return charger
+
+    return make
+
+
+@pytest.fixture
+def charger(make_charger: Any) -> Charger:
+    return make_charger()
+
+
+@pytest.fixture
+def id_token(organization: Organization) -> IdToken:
+    return services.id_token_create(organization=organization, token="TAG-OK")
