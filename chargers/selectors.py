@@ -1,0 +1,55 @@
+"""Reads of the central system, always through a tenant: nothing crosses organizations."""
+
+from __future__ import annotations
+
+from django.db.models import Q, QuerySet
+
+from cpms.tenancy import Tenant
+
+from .models import Charger, Connector, Frame, IdToken, MeterSample, Session, Site
+
+
+def sites_for(tenant: Tenant) -> QuerySet[Site]:
+    qs = Site.objects.filter(organization_id=tenant.organization_id)
+    if tenant.site_ids is not None:
+        qs = qs.filter(pk__in=tenant.site_ids)
+    return qs
+
+
+def chargers_for(tenant: Tenant) -> QuerySet[Charger]:
+    qs = Charger.objects.filter(organization_id=tenant.organization_id)
+    if tenant.site_ids is not None:
+        qs = qs.filter(site_id__in=tenant.site_ids)
+    return qs
+
+
+def connectors_for(tenant: Tenant) -> QuerySet[Connector]:
+    return Connector.objects.filter(charger__in=chargers_for(tenant))
+
+
+def sessions_for(tenant: Tenant) -> QuerySet[Session]:
+    qs = Session.objects.filter(charger__organization_id=tenant.organization_id)
+    if tenant.site_ids is not None:
+        qs = qs.filter(charger__site_id__in=tenant.site_ids)
+    return qs
+
+
+def meter_samples_for(tenant: Tenant) -> QuerySet[MeterSample]:
+    qs = MeterSample.objects.filter(charger__organization_id=tenant.organization_id)
+    if tenant.site_ids is not None:
+        qs = qs.filter(charger__site_id__in=tenant.site_ids)
+    return qs
+
+
+def id_tokens_for(tenant: Tenant) -> QuerySet[IdToken]:
+    # Id tokens belong to drivers of the whole organization; site hosts do not manage them.
+    if tenant.is_site_host:
+        return IdToken.objects.none()
+    return IdToken.objects.filter(organization_id=tenant.organization_id)
+
+
+def frames_for(tenant: Tenant) -> QuerySet[Frame]:
+    qs = Frame.objects.filter(charger__organization_id=tenant.organization_id)
+    if tenant.site_ids is not None:
+        qs = qs.filter(Q(charger__site_id__in=tenant.site_ids))
+    return qs
