@@ -11,7 +11,7 @@ from django.core.management.base import BaseCommand, CommandParser
 from django.db import transaction
 
 from chargers.models import Charger, IdToken, IdTokenStatus, Site
-from cpms.models import Organization
+from cpms.models import Membership, Organization, Role
 
 DEMO_ORG = "demo"
 DEMO_CHARGER_PASSWORD = "demo-charger-secret"
@@ -67,8 +67,12 @@ class Command(BaseCommand):
                     defaults={"status": status, "owner_name": owner},
                 )
             User = get_user_model()
-            if not User.objects.filter(username=DEMO_ADMIN).exists():
-                User.objects.create_superuser(DEMO_ADMIN, "admin@example.com", DEMO_ADMIN_PASSWORD)
+            admin = User.objects.filter(username=DEMO_ADMIN).first()
+            if admin is None:
+                admin = User.objects.create_superuser(DEMO_ADMIN, "admin@example.com", DEMO_ADMIN_PASSWORD)
+            Membership.objects.get_or_create(
+                user=admin, organization=organization, defaults={"role": Role.OPERATOR_ADMIN}
+            )
         self.stdout.write(
             f"demo ready: organization {DEMO_ORG}, site {site.name}, "
             f"chargers DEMO-001..DEMO-{options['chargers']:03d} (password {DEMO_CHARGER_PASSWORD}), "
