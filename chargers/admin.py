@@ -6,10 +6,10 @@ from typing import Any
 
 from django import forms
 from django.contrib import admin, messages
-from django.contrib.auth.hashers import make_password
 from django.db.models import QuerySet
 from django.http import HttpRequest
 
+from .passwords import hash_password
 from .models import (
     Charger,
     ChargerEvent,
@@ -47,7 +47,7 @@ class ChargerForm(forms.ModelForm):
     def save(self, commit: bool = True) -> Charger:
         charger = super().save(commit=False)
         if self.cleaned_data.get("new_password"):
-            charger.password_hash = make_password(self.cleaned_data["new_password"])
+            charger.password_hash = hash_password(self.cleaned_data["new_password"])
         if commit:
             charger.save()
         return charger

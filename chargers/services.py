@@ -14,14 +14,13 @@ from decimal import Decimal
 from typing import Any
 
 from django.conf import settings
-from django.contrib.auth.hashers import check_password, make_password
 from django.db import IntegrityError, transaction
 from django.db.models import F
 from django.utils import timezone
 
 from cpms.models import Organization
 
-from . import events, normalize
+from . import events, normalize, passwords
 from .batching import FrameRow, SampleRow, StatusRow
 from .models import (
     Charger,
@@ -58,13 +57,13 @@ def charger_create(
         identity=identity,
         organization=organization,
         site=site,
-        password_hash=make_password(password) if password else "",
+        password_hash=passwords.hash_password(password) if password else "",
         registration_status=registration_status,
     )
 
 
 def charger_set_password(*, charger: Charger, password: str) -> None:
-    charger.password_hash = make_password(password)
+    charger.password_hash = passwords.hash_password(password)
     charger.save(update_fields=["password_hash"])
 
 
@@ -102,7 +101,7 @@ def charger_connect(
             charger_set_password(charger=charger, password=password)
     elif password is None:
         raise Refused(f"charger {identity!r} sent no password")
-    elif not check_password(password, charger.password_hash):
+    elif not passwords.verify_password(identity, password, charger.password_hash):
         raise Refused(f"charger {identity!r} sent a wrong password")
 
     now = timezone.now()

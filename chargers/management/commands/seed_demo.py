@@ -6,10 +6,10 @@ from decimal import Decimal
 from typing import Any
 
 from django.contrib.auth import get_user_model
-from django.contrib.auth.hashers import make_password
 from django.core.management.base import BaseCommand, CommandParser
 from django.db import transaction
 
+from chargers.passwords import hash_password
 from chargers.models import Charger, IdToken, IdTokenStatus, Site
 from cpms.models import Membership, Organization, Role
 
@@ -53,7 +53,7 @@ class Command(BaseCommand):
             for index in range(1, options["chargers"] + 1):
                 identity = f"DEMO-{index:03d}"
                 if not Charger.objects.filter(identity=identity).exists():
-                    password_hash = password_hash or make_password(DEMO_CHARGER_PASSWORD)
+                    password_hash = password_hash or hash_password(DEMO_CHARGER_PASSWORD)
                     Charger.objects.create(
                         identity=identity,
                         organization=organization,
