@@ -52,6 +52,7 @@ def charger_create(
     password: str | None = None,
     site: Site | None = None,
     registration_status: str = RegistrationStatus.ACCEPTED,
+    heartbeat_interval: int | None = None,
 ) -> Charger:
     return Charger.objects.create(
         identity=identity,
@@ -59,12 +60,55 @@ def charger_create(
         site=site,
         password_hash=passwords.hash_password(password) if password else "",
         registration_status=registration_status,
+        heartbeat_interval=heartbeat_interval,
     )
 
 
 def charger_set_password(*, charger: Charger, password: str) -> None:
     charger.password_hash = passwords.hash_password(password)
     charger.save(update_fields=["password_hash"])
+
+
+# The fields an operator may change on a charger; the rest comes from the charger itself.
+CHARGER_EDITABLE_FIELDS = frozenset({"site", "registration_status", "heartbeat_interval"})
+
+
+def charger_update(*, charger: Charger, data: dict[str, Any]) -> Charger:
+    """Change the operator-editable fields; they take effect at the charger's next boot."""
+    fields = [name for name in data if name in CHARGER_EDITABLE_FIELDS]
+    for name in fields:
+        setattr(charger, name, data[name])
+    if fields:
+        charger.save(update_fields=fields)
+    return charger
+
+
+# --- Sites ---------------------------------------------------------------------------------------
+
+SITE_EDITABLE_FIELDS = frozenset(
+    {"name", "address", "city", "postal_code", "country", "latitude", "longitude", "time_zone"}
+)
+
+
+def site_create(*, organization: Organization, name: str, **fields: Any) -> Site:
+    unknown = set(fields) - SITE_EDITABLE_FIELDS
+    if unknown:
+        raise TypeError(f"site_create() got unknown fields {sorted(unknown)}")
+    return Site.objects.create(organization=organization, name=name, **fields)
+
+
+def site_update(*, site: Site, data: dict[str, Any]) -> Site:
+    fields = [name for name in data if name in SITE_EDITABLE_FIELDS]
+    for name in fields:
+        setattr(site, name, data[name])
+    if fields:
+        site.save(update_fields=fields)
+    return site
+
+
+def site_delete(*, site: Site) -> None:
+    """Remove a site; its chargers stay in the organization with no site."""
+    site.delete()
 
 
 @dataclass(frozen=True, slots=True)
@@ -274,6 +318,9 @@ def id_token_create(
     expires_at: datetime | None = None,
     group_token: str = "",
     owner_name: str = "",
+    type: str = "ISO14443",
+    owner_email: str = "",
+    allow_concurrent: bool = False,
 ) -> IdToken:
     return IdToken.objects.create(
         organization=organization,
@@ -282,7 +329,38 @@ def id_token_create(
         expires_at=expires_at,
         group_token=group_token,
         owner_name=owner_name,
+        type=type,
+        owner_email=owner_email,
+        allow_concurrent=allow_concurrent,
     )
+
+
+ID_TOKEN_EDITABLE_FIELDS = frozenset(
+    {
+        "token",
+        "type",
+        "status",
+        "expires_at",
+        "group_token",
+        "owner_name",
+        "owner_email",
+        "allow_concurrent",
+    }
+)
+
+
+def id_token_update(*, id_token: IdToken, data: dict[str, Any]) -> IdToken:
+    fields = [name for name in data if name in ID_TOKEN_EDITABLE_FIELDS]
+    for name in fields:
+        setattr(id_token, name, data[name])
+    if fields:
+        id_token.save(update_fields=fields)
+    return id_token
+
+
+def id_token_delete(*, id_token: IdToken) -> None:
+    """Remove an id token; its past sessions keep the id tag they were started with."""
+    id_token.delete()
 
 
 # --- Sessions ------------------------------------------------------------------------------------
