@@ -7,7 +7,7 @@ nothing past them sees version-specific shapes.
 from __future__ import annotations
 
 import hashlib
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
 from decimal import Decimal, InvalidOperation
 from typing import Any
@@ -26,11 +26,12 @@ def parse_datetime(value: str) -> datetime:
         text = text[:-1] + "+00:00"
     try:
         parsed = datetime.fromisoformat(text)
-    except ValueError as exc:
+        if parsed.tzinfo is None:
+            parsed = parsed.replace(tzinfo=UTC)
+        return parsed.astimezone(UTC)
+    except (ValueError, OverflowError) as exc:
+        # OverflowError: a moment at the very edge of the calendar that UTC cannot hold.
         raise NormalizationError(f"not an RFC 3339 timestamp: {value!r}") from exc
-    if parsed.tzinfo is None:
-        parsed = parsed.replace(tzinfo=UTC)
-    return parsed.astimezone(UTC)
 
 
 def format_datetime(value: datetime) -> str:
@@ -104,6 +105,25 @@ def to_si(value: Decimal, unit: str, multiplier: int = 0) -> tuple[Decimal, str]
     return value * factor, si_unit
 
 
+# Readings beyond this in their SI unit are no meter reading; the bound also keeps every value
+# and difference of values inside the database columns (18 digits, 3 or 6 of them decimals).
+MAX_READING = Decimal(10) ** 15
+MAX_READING_CHARS = 2500
+
+
+def check_reading(value: Decimal, raw: str) -> Decimal:
+    if len(raw) > MAX_READING_CHARS or abs(value) >= MAX_READING:
+        raise NormalizationError(f"reading out of range: {raw[:40]!r}")
+    return value
+
+
+def check_integer(value: int, name: str, *, minimum: int = 0, maximum: int = 2**31 - 1) -> int:
+    """An integer field the schema leaves unbounded (connector, transaction and meter values)."""
+    if not minimum <= value <= maximum:
+        raise NormalizationError(f"{name} must be between {minimum} and {maximum}, not {value}")
+    return value
+
+
 def parse_decimal(text: Any) -> Decimal:
     try:
         number = Decimal(str(text).strip())
@@ -157,6 +177,7 @@ def samples_from_v16(meter_values: list[dict[str, Any]]) -> list[Sample]:
                 )
                 continue
             value, unit = to_si(parse_decimal(raw_value), raw_unit or default_unit(measurand))
+            check_reading(value, raw_value)
             samples.append(
                 Sample(
                     timestamp=timestamp,
@@ -170,7 +191,24 @@ def samples_from_v16(meter_values: list[dict[str, Any]]) -> list[Sample]:
                     raw_unit=raw_unit,
                 )
             )
-    return samples
+    return _join_signed(samples)
+
+
+def _join_signed(samples: list[Sample]) -> list[Sample]:
+    """A signed value sent beside the plain reading it signs becomes part of that sample."""
+
+    def key(s: Sample) -> tuple[datetime, str, str, str, str]:
+        return (s.timestamp, s.measurand, s.phase, s.location, s.context)
+
+    plain = {key(s): i for i, s in enumerate(samples) if s.value is not None}
+    joined: list[Sample | None] = list(samples)
+    for i, s in enumerate(samples):
+        target = plain.get(key(s)) if s.signed_data else None
+        current = joined[target] if target is not None else None
+        if target is not None and current is not None and not current.signed_data:
+            joined[target] = replace(current, signed_data=s.signed_data)
+            joined[i] = None
+    return [s for s in joined if s is not None]
 
 
 def last_energy_register(samples: list[Sample]) -> Decimal | None:

@@ -21,6 +21,10 @@ from .models import ChargerEvent, Frame, RegistrationStatus
 
 KNOWN_ACTIONS = frozenset(action.value for action in Action)
 
+# Bounds the 1.6 schemas leave open; a value outside them gets PropertyConstraintViolation.
+_TRANSACTION_ID = {"minimum": -(2**63), "maximum": 2**63 - 1}
+_METER_WH = {"minimum": 1 - 10**15, "maximum": 10**15 - 1}
+
 
 def _id_tag_info(authorization: services.Authorization) -> datatypes.IdTagInfo:
     return datatypes.IdTagInfo(
@@ -90,6 +94,7 @@ class ChargePoint16:
     def on_status_notification(
         self, connector_id: int, error_code: str, status: str, **kwargs: Any
     ) -> call_result.StatusNotification:
+        normalize.check_integer(connector_id, "connectorId")
         timestamp = (
             normalize.parse_datetime(kwargs["timestamp"])
             if kwargs.get("timestamp")
@@ -124,6 +129,10 @@ class ChargePoint16:
     async def on_start_transaction(
         self, connector_id: int, id_tag: str, meter_start: int, timestamp: str, **kwargs: Any
     ) -> call_result.StartTransaction:
+        normalize.check_integer(connector_id, "connectorId", minimum=1)
+        normalize.check_integer(meter_start, "meterStart", **_METER_WH)
+        if kwargs.get("reservation_id") is not None:
+            normalize.check_integer(kwargs["reservation_id"], "reservationId", **_TRANSACTION_ID)
         request = normalize.StartRequest(
             connector_id=connector_id,
             id_tag=id_tag,
@@ -148,8 +157,11 @@ class ChargePoint16:
     async def on_meter_values(
         self, connector_id: int, meter_value: list[dict[str, Any]], **kwargs: Any
     ) -> call_result.MeterValues:
+        normalize.check_integer(connector_id, "connectorId")
         samples = normalize.samples_from_v16(meter_value)
         transaction_id = kwargs.get("transaction_id")
+        if transaction_id is not None:
+            normalize.check_integer(transaction_id, "transactionId", **_TRANSACTION_ID)
         if transaction_id is None:
             self.writer.add_samples(
                 [SampleRow(self.charger_pk, connector_id, sample) for sample in samples]
@@ -169,6 +181,8 @@ class ChargePoint16:
     async def on_stop_transaction(
         self, meter_stop: int, timestamp: str, transaction_id: int, **kwargs: Any
     ) -> call_result.StopTransaction:
+        normalize.check_integer(transaction_id, "transactionId", **_TRANSACTION_ID)
+        normalize.check_integer(meter_stop, "meterStop", **_METER_WH)
         request = normalize.StopRequest(
             transaction_id=str(transaction_id),
             id_tag=kwargs.get("id_tag", ""),
