@@ -1,0 +1,26 @@
+# The CPMS image: one image for every process of the stack (web = daphne, worker, beat, migrate).
+FROM python:3.11-slim
+
+ENV PYTHONDONTWRITEBYTECODE=1 \
+    PYTHONUNBUFFERED=1 \
+    PIP_NO_CACHE_DIR=1 \
+    PIP_DISABLE_PIP_VERSION_CHECK=1 \
+    # The processes run from /app, so the settings find templates/, static/ and var/ there.
+    PYTHONPATH=/app \
+    DJANGO_SETTINGS_MODULE=cpms.settings
+
+WORKDIR /app
+
+RUN groupadd --system --gid 10001 cpms \
+    && useradd --system --uid 10001 --gid cpms --home-dir /app --shell /usr/sbin/nologin cpms
+
+COPY . /app
+RUN pip install . \
+    && python manage.py collectstatic --noinput \
+    && chown -R cpms:cpms /app/var
+
+USER cpms
+EXPOSE 8000
+
+# Overridden per service in docker-compose.yml (worker, beat, migrate).
+CMD ["daphne", "-b", "0.0.0.0", "-p", "8000", "--websocket_timeout", "-1", "cpms.asgi:application"]
