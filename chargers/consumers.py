@@ -16,6 +16,8 @@ from channels.db import database_sync_to_async
 from channels.generic.websocket import AsyncWebsocketConsumer
 from django.conf import settings
 
+from cpms import metrics
+
 from . import ocpp16, protocol, services
 from .batching import FrameRow, get_writer
 from .dispatch import Dispatcher
@@ -55,6 +57,8 @@ class OcppConsumer(AsyncWebsocketConsumer):
     charger_identity: str = ""
     connection: services.Connection | None = None
     dispatcher: Dispatcher | None = None
+    # Whether this socket is counted in the connected-chargers gauge.
+    counted_connected: bool = False
 
     async def connect(self) -> None:
         self.charger_identity = self.scope["url_route"]["kwargs"]["charger_id"]
@@ -92,6 +96,8 @@ class OcppConsumer(AsyncWebsocketConsumer):
             handler_class(self.connection, self.writer), version=version, known_actions=known_actions
         )
         await self.accept(subprotocol)
+        self.counted_connected = True
+        metrics.charger_connected()
         if self.connection.previous_channel:
             await self.channel_layer.send(
                 self.connection.previous_channel,
@@ -122,6 +128,7 @@ class OcppConsumer(AsyncWebsocketConsumer):
     def _journal(
         self, direction: str, kind: int, message_id: str, action: str, raw: str, at: Any = None
     ) -> None:
+        metrics.frame_counted(direction, kind, action, raw)
         self.writer.add_frame(
             FrameRow(
                 charger_pk=self.connection.charger_pk if self.connection else None,
@@ -140,6 +147,9 @@ class OcppConsumer(AsyncWebsocketConsumer):
         await self.close(code=CLOSE_REPLACED)
 
     async def disconnect(self, code: int) -> None:
+        if self.counted_connected:
+            self.counted_connected = False
+            metrics.charger_disconnected()
         if self.connection is None:
             return
         await database_sync_to_async(services.charger_disconnect)(

@@ -8,6 +8,7 @@ from collections.abc import Iterable
 from datetime import datetime, timedelta
 from typing import Any
 
+from django.contrib.auth.models import User
 from django.db import transaction
 from django.utils import timezone
 
@@ -31,7 +32,7 @@ def api_token_create(
     name: str,
     role: str = Role.INTEGRATOR,
     sites: Iterable[Any] = (),
-    created_by: Any = None,
+    created_by: User | None = None,
     expires_at: datetime | None = None,
 ) -> tuple[ApiToken, str]:
     """Issue a token; returns it with the plain key, which is shown once and never stored.
@@ -46,7 +47,7 @@ def api_token_create(
             role=role,
             prefix=key[:SHOWN_PREFIX_LENGTH],
             key_digest=api_key_digest(key),
-            created_by=created_by if created_by is not None and created_by.is_authenticated else None,
+            created_by=created_by,
             expires_at=expires_at,
         )
         site_list = list(sites)
@@ -55,13 +56,11 @@ def api_token_create(
     return token, key
 
 
-def api_token_revoke(*, token: ApiToken, revoked_by: Any = None) -> ApiToken:
+def api_token_revoke(*, token: ApiToken, revoked_by: User | None = None) -> ApiToken:
     """Refuse the token from now on; the row stays for the audit trail. Idempotent."""
     if token.revoked_at is None:
         token.revoked_at = timezone.now()
-        token.revoked_by = (
-            revoked_by if revoked_by is not None and revoked_by.is_authenticated else None
-        )
+        token.revoked_by = revoked_by
         token.save(update_fields=["revoked_at", "revoked_by"])
     return token
 

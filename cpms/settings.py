@@ -36,6 +36,10 @@ INSTALLED_APPS = [
     "django.contrib.staticfiles",
     "channels",
     "rest_framework",
+    "django_filters",
+    "drf_spectacular",
+    "drf_spectacular_sidecar",
+    "django_prometheus",
     "django_celery_beat",
     "cpms",
     "chargers",
@@ -45,6 +49,7 @@ INSTALLED_APPS = [
 ]
 
 MIDDLEWARE = [
+    "django_prometheus.middleware.PrometheusBeforeMiddleware",
     "django.middleware.security.SecurityMiddleware",
     "whitenoise.middleware.WhiteNoiseMiddleware",
     "django.contrib.sessions.middleware.SessionMiddleware",
@@ -53,6 +58,7 @@ MIDDLEWARE = [
     "django.contrib.auth.middleware.AuthenticationMiddleware",
     "django.contrib.messages.middleware.MessageMiddleware",
     "django.middleware.clickjacking.XFrameOptionsMiddleware",
+    "django_prometheus.middleware.PrometheusAfterMiddleware",
 ]
 
 ROOT_URLCONF = "cpms.urls"
@@ -154,10 +160,59 @@ STORAGES = {
 }
 WHITENOISE_USE_FINDERS = True
 
+# --- REST API -------------------------------------------------------------------------------------
+# Clients authenticate with `Authorization: Token <key>`; signed-in dashboard users with their session.
 REST_FRAMEWORK = {
-    "DEFAULT_AUTHENTICATION_CLASSES": ["rest_framework.authentication.SessionAuthentication"],
-    "DEFAULT_PERMISSION_CLASSES": ["rest_framework.permissions.IsAuthenticated"],
+    "DEFAULT_AUTHENTICATION_CLASSES": [
+        "cpms.authentication.ApiTokenAuthentication",
+        "rest_framework.authentication.SessionAuthentication",
+    ],
+    "DEFAULT_PERMISSION_CLASSES": ["cpms.permissions.TenantRolePermission"],
+    "DEFAULT_THROTTLE_CLASSES": ["cpms.rest.ApiRateThrottle"],
+    "DEFAULT_PAGINATION_CLASS": "cpms.rest.Pagination",
+    "DEFAULT_FILTER_BACKENDS": ["django_filters.rest_framework.DjangoFilterBackend"],
+    "DEFAULT_PARSER_CLASSES": ["cpms.rest.StrictJSONParser"],
+    "DEFAULT_RENDERER_CLASSES": ["rest_framework.renderers.JSONRenderer"],
+    "DEFAULT_SCHEMA_CLASS": "cpms.schema.Schema",
+    "EXCEPTION_HANDLER": "cpms.errors.exception_handler",
 }
+SPECTACULAR_SETTINGS = {
+    "TITLE": "CPMS API",
+    "DESCRIPTION": (
+        "REST API of the charge point management system. Authenticate with an API token of your "
+        "organization: `Authorization: Token <key>`. Lists are cursor-paginated (`next`/`previous` "
+        "links); every error has the body `{\"error\": {\"code\", \"message\", \"details\"}}`."
+    ),
+    "VERSION": "1",
+    "SERVE_INCLUDE_SCHEMA": False,
+    "SCHEMA_PATH_PREFIX": "/api/v1",
+    "COMPONENT_SPLIT_REQUEST": True,
+    "SWAGGER_UI_DIST": "SIDECAR",
+    "SWAGGER_UI_FAVICON_HREF": "SIDECAR",
+    "REDOC_DIST": "SIDECAR",
+    "ENUM_NAME_OVERRIDES": {
+        "RoleEnum": "cpms.models.Role",
+        "RegistrationStatusEnum": "chargers.models.RegistrationStatus",
+        "ConnectorStatusEnum": "chargers.models.ConnectorStatus",
+        "IdTokenStatusEnum": "chargers.models.IdTokenStatus",
+        "SessionStateEnum": "chargers.models.SessionState",
+    },
+}
+# Requests per API token (or signed-in user) and period: N/s, N/min, N/hour or N/day; empty: no limit.
+CPMS_API_THROTTLE_RATE = env.str("CPMS_API_THROTTLE_RATE", default="1200/min")
+# Items per page of API lists when the client sends no page_size (at most 1000).
+CPMS_API_PAGE_SIZE = env.int("CPMS_API_PAGE_SIZE", default=100)
+# When set, /metrics asks for `Authorization: Bearer <this>`; otherwise restrict it at the proxy.
+CPMS_METRICS_TOKEN = env.str("CPMS_METRICS_TOKEN", default="")
+if REDIS_URL:
+    # Throttle counts (and any other cache use) are shared by every node through Redis.
+    CACHES = {
+        "default": {
+            "BACKEND": "django.core.cache.backends.redis.RedisCache",
+            "LOCATION": REDIS_URL,
+            "KEY_PREFIX": "cpms",
+        }
+    }
 
 LOGGING = {
     "version": 1,

@@ -1,0 +1,110 @@
+"""Query filters of the REST API lists. Every list is already limited to the caller's tenant;
+these only narrow it."""
+
+from __future__ import annotations
+
+import django_filters as filters
+
+from .models import (
+    Charger,
+    Connector,
+    ConnectorStatus,
+    Frame,
+    IdToken,
+    IdTokenStatus,
+    MeterSample,
+    RegistrationStatus,
+    Session,
+    SessionState,
+    Site,
+)
+
+
+class SiteFilter(filters.FilterSet):
+    name = filters.CharFilter(lookup_expr="icontains", help_text="Part of the site name")
+    city = filters.CharFilter(lookup_expr="iexact")
+    country = filters.CharFilter(lookup_expr="iexact")
+
+    class Meta:
+        model = Site
+        fields = ["name", "city", "country"]
+
+
+class ChargerFilter(filters.FilterSet):
+    site = filters.NumberFilter(field_name="site_id", help_text="A site id")
+    connected = filters.BooleanFilter()
+    registration_status = filters.ChoiceFilter(choices=RegistrationStatus.choices)
+    ocpp_version = filters.CharFilter()
+    identity = filters.CharFilter(lookup_expr="icontains", help_text="Part of the identity")
+
+    class Meta:
+        model = Charger
+        fields = ["site", "connected", "registration_status", "ocpp_version", "identity"]
+
+
+class ConnectorFilter(filters.FilterSet):
+    charger = filters.CharFilter(field_name="charger__identity", help_text="A charger identity")
+    status = filters.ChoiceFilter(choices=ConnectorStatus.choices)
+
+    class Meta:
+        model = Connector
+        fields = ["charger", "status"]
+
+
+class IdTokenFilter(filters.FilterSet):
+    token = filters.CharFilter(help_text="The exact token value")
+    status = filters.ChoiceFilter(choices=IdTokenStatus.choices)
+    owner = filters.CharFilter(field_name="owner_name", lookup_expr="icontains")
+
+    class Meta:
+        model = IdToken
+        fields = ["token", "status", "owner"]
+
+
+class SessionFilter(filters.FilterSet):
+    charger = filters.CharFilter(field_name="charger__identity", help_text="A charger identity")
+    site = filters.NumberFilter(field_name="charger__site_id", help_text="A site id")
+    state = filters.ChoiceFilter(choices=SessionState.choices)
+    id_tag = filters.CharFilter()
+    transaction_id = filters.CharFilter()
+    started_after = filters.IsoDateTimeFilter(field_name="started_at", lookup_expr="gte")
+    started_before = filters.IsoDateTimeFilter(field_name="started_at", lookup_expr="lt")
+
+    class Meta:
+        model = Session
+        fields = ["charger", "site", "state", "id_tag", "transaction_id"]
+
+
+class MeterSampleFilter(filters.FilterSet):
+    measurand = filters.CharFilter(help_text="E.g. Energy.Active.Import.Register, Power.Active.Import")
+    phase = filters.CharFilter()
+    since = filters.IsoDateTimeFilter(field_name="timestamp", lookup_expr="gte")
+    until = filters.IsoDateTimeFilter(field_name="timestamp", lookup_expr="lt")
+
+    class Meta:
+        model = MeterSample
+        fields = ["measurand", "phase"]
+
+
+class FrameFilter(filters.FilterSet):
+    # The journal keeps the identity on every row, indexed with the time: no join needed.
+    charger = filters.CharFilter(field_name="charger_identity", help_text="A charger identity")
+    action = filters.CharFilter(help_text="An OCPP action, e.g. BootNotification")
+    direction = filters.ChoiceFilter(choices=Frame.Direction.choices)
+    kind = filters.TypedChoiceFilter(
+        choices=Frame.Kind.choices,
+        coerce=int,
+        help_text="OCPP message type: 2 CALL, 3 CALLRESULT, 4 CALLERROR, 5 CALLRESULTERROR, 6 SEND; 0 unparsed",
+    )
+    leg = filters.CharFilter(help_text="charger, or an upstream's name")
+    message_id = filters.CharFilter()
+    since = filters.IsoDateTimeFilter(
+        field_name="timestamp", lookup_expr="gte", help_text="From this time on (ISO 8601)"
+    )
+    until = filters.IsoDateTimeFilter(
+        field_name="timestamp", lookup_expr="lt", help_text="Before this time (ISO 8601)"
+    )
+
+    class Meta:
+        model = Frame
+        fields = ["charger", "action", "direction", "kind", "leg", "message_id"]

@@ -1,0 +1,212 @@
+"""Conventions every REST API view shares: the tenant of the request, cursor pagination,
+per-token throttling, strict JSON parsing and streamed exports.
+
+REST framework imports the parser, throttle and pagination classes named in the settings while it
+loads, so this module must not import ``rest_framework.views``; the error format lives in
+``cpms.errors`` and the schema parts in ``cpms.schema``.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterable, Iterator
+from typing import Any, ClassVar
+
+from asgiref.sync import sync_to_async
+from django.conf import settings
+from django.contrib.auth.models import User
+from django.db.models import Model, QuerySet
+from django.http import HttpRequest, StreamingHttpResponse
+from rest_framework import exceptions
+from rest_framework.pagination import CursorPagination
+from rest_framework.parsers import JSONParser
+from rest_framework.request import Request
+from rest_framework.throttling import SimpleRateThrottle
+
+from .authentication import request_tenant
+from .models import ApiToken
+from .permissions import ADMIN_ROLES, ALL_ROLES, OPERATOR_ROLES
+from .tenancy import Tenant
+
+__all__ = ["ADMIN_ROLES", "ALL_ROLES", "OPERATOR_ROLES"]
+
+
+def acting_user(request: Request) -> User | None:
+    """The signed-in person behind a request; None when an API token makes it."""
+    user = request.user
+    return user if isinstance(user, User) and user.is_authenticated else None
+
+
+# --- Views ----------------------------------------------------------------------------------------
+
+
+class TenantViewMixin:
+    """The tenant of the request, for views that read through selectors.
+
+    Views name their ``model`` and implement ``tenant_queryset(tenant)``; the schema generator,
+    which has no tenant, sees an empty queryset of the model.
+    """
+
+    request: Request
+    model: ClassVar[type[Model]]
+    read_roles: ClassVar[frozenset[str]] = ALL_ROLES
+    write_roles: ClassVar[frozenset[str]] = OPERATOR_ROLES
+
+    def tenant_queryset(self, tenant: Tenant) -> QuerySet:
+        raise NotImplementedError
+
+    def get_queryset(self) -> QuerySet:
+        if getattr(self, "swagger_fake_view", False):
+            return self.model._default_manager.none()
+        return self.tenant_queryset(self.tenant)
+
+    @property
+    def tenant(self) -> Tenant:
+        tenant = request_tenant(self.request)
+        if tenant is None:  # TenantRolePermission has refused such requests already
+            raise exceptions.PermissionDenied("You are not a member of any organization.")
+        return tenant
+
+    def get_serializer_context(self) -> dict[str, Any]:
+        context = super().get_serializer_context()  # type: ignore[misc]
+        # The schema generator builds serializers without a real request.
+        context["tenant"] = request_tenant(self.request) if getattr(self, "request", None) else None
+        return context
+
+
+# --- Pagination -----------------------------------------------------------------------------------
+
+
+class Pagination(CursorPagination):
+    """Cursor pagination everywhere: stable under inserts and cheap on the large tables (no count).
+
+    Views name their order with ``cursor_ordering``; the first field decides the cursor position.
+    """
+
+    page_size_query_param = "page_size"
+    max_page_size = 1000
+    ordering = "-id"
+
+    @property
+    def page_size(self) -> int:  # type: ignore[override]
+        return settings.CPMS_API_PAGE_SIZE
+
+    def get_ordering(self, request: Request, queryset: QuerySet, view: Any) -> tuple[str, ...]:
+        ordering = getattr(view, "cursor_ordering", self.ordering)
+        return (ordering,) if isinstance(ordering, str) else tuple(ordering)
+
+    def get_page_size(self, request: Request) -> int:
+        raw = request.query_params.get(self.page_size_query_param)
+        if raw is None:
+            return self.page_size
+        try:
+            size = int(raw)
+        except ValueError:
+            size = 0
+        if size < 1:
+            raise exceptions.ValidationError(
+                {self.page_size_query_param: [f"A whole number from 1 to {self.max_page_size}."]}
+            )
+        return min(size, self.max_page_size)
+
+    def decode_cursor(self, request: Request) -> Any:
+        try:
+            return super().decode_cursor(request)
+        except exceptions.NotFound:
+            raise exceptions.ValidationError(
+                {self.cursor_query_param: ["Invalid cursor: pass the next or previous link as given."]}
+            ) from None
+
+
+# --- Throttling -----------------------------------------------------------------------------------
+
+
+class ApiRateThrottle(SimpleRateThrottle):
+    """One request budget per API token (per user for dashboard sessions), shared by all nodes
+    through the cache; the rate comes from ``CPMS_API_THROTTLE_RATE`` (e.g. ``1200/min``)."""
+
+    scope = "api"
+
+    def get_rate(self) -> str | None:
+        return settings.CPMS_API_THROTTLE_RATE or None
+
+    def get_cache_key(self, request: Request, view: Any) -> str | None:
+        if isinstance(request.auth, ApiToken):
+            # The digest, not the pk: ids are reused when a database is rebuilt, the cache may not be.
+            ident = "token:" + request.auth.key_digest[:32]
+        elif request.user and request.user.is_authenticated:
+            ident = f"user:{request.user.pk}"
+        else:
+            ident = "ip:" + (self.get_ident(request) or "")
+        return f"throttle_{self.scope}_{ident}"
+
+
+# --- Parsing --------------------------------------------------------------------------------------
+
+
+def _encodable(value: Any) -> bool:
+    if isinstance(value, str):
+        try:
+            value.encode("utf-8")
+        except UnicodeEncodeError:
+            return False
+        return True
+    if isinstance(value, dict):
+        return all(_encodable(k) and _encodable(v) for k, v in value.items())
+    if isinstance(value, list):
+        return all(_encodable(v) for v in value)
+    return True
+
+
+class StrictJSONParser(JSONParser):
+    """JSON whose strings are all valid Unicode: a lone surrogate (``"\\ud800"``) is a 400 here
+    instead of an encoding error in the database."""
+
+    def parse(self, stream: Any, media_type: str | None = None, parser_context: Any = None) -> Any:
+        data = super().parse(stream, media_type, parser_context)
+        if not _encodable(data):
+            raise exceptions.ParseError("JSON parse error - strings must be valid Unicode (no lone surrogates).")
+        return data
+
+
+# --- Streamed exports -----------------------------------------------------------------------------
+
+
+def _is_asgi(request: HttpRequest) -> bool:
+    return hasattr(request, "scope")
+
+
+async def _async_chunks(chunks: Iterable[str]) -> Any:
+    """Pull a synchronous generator from the request's own thread, one chunk per thread hop.
+
+    Under ASGI Django would otherwise read a synchronous iterator into memory before sending
+    the first byte. The database cursor lives in that thread, so every pull runs there.
+    """
+    iterator = iter(chunks)
+    done = object()
+    pull = sync_to_async(lambda: next(iterator, done), thread_sensitive=True)
+    try:
+        while (chunk := await pull()) is not done:
+            yield chunk
+    finally:
+        close = getattr(iterator, "close", None)
+        if close is not None:
+            await sync_to_async(close, thread_sensitive=True)()
+
+
+def streaming_response(
+    request: Request, chunks: Iterator[str], *, content_type: str, filename: str
+) -> StreamingHttpResponse:
+    """A response sent while it is produced; ``chunks`` yields a few hundred rows at a time."""
+    django_request = request._request
+    content: Any = _async_chunks(chunks) if _is_asgi(django_request) else chunks
+    response = StreamingHttpResponse(content, content_type=content_type)
+    response["Content-Disposition"] = f'attachment; filename="{filename}"'
+    response["Cache-Control"] = "no-store"
+    return response
+
+
+def ndjson_line(row: dict[str, Any]) -> str:
+    return json.dumps(row, ensure_ascii=False, separators=(",", ":")) + "\n"
+
+
