@@ -110,7 +110,14 @@ if REDIS_URL:
     CHANNEL_LAYERS = {
         "default": {
             "BACKEND": "channels_redis.core.RedisChannelLayer",
-            "CONFIG": {"hosts": [REDIS_URL], "capacity": 5000, "expiry": 30},
+            "CONFIG": {
+                # redis-py 8 reads with a 5 s socket timeout by default, which cuts short the
+                # layer's blocking 5 s BZPOPMIN and kills every idle consumer with a TimeoutError
+                # (django/channels_redis#422): allow a read to outlast the pop.
+                "hosts": [{"address": REDIS_URL, "socket_timeout": 15}],
+                "capacity": 5000,
+                "expiry": 30,
+            },
         }
     }
     CELERY_BROKER_URL = env.str("CELERY_BROKER_URL", default=REDIS_URL)
