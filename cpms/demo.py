@@ -39,6 +39,8 @@ def main() -> None:
     server = subprocess.Popen(
         [sys.executable, "-m", "daphne", "-b", args.host, "-p", str(args.port), "cpms.asgi:application"]
     )
+    # Stopped by a supervisor or `kill` (SIGTERM) as by Ctrl-C: stop the server too, never orphan it.
+    signal.signal(signal.SIGTERM, lambda signum, frame: sys.exit(0))
     try:
         wait_for_port(args.host, args.port)
         host = f"[{args.host}]" if ":" in args.host else args.host
@@ -58,7 +60,8 @@ def main() -> None:
     except KeyboardInterrupt:
         pass
     finally:
-        server.send_signal(signal.SIGINT)
+        # SIGTERM, not SIGINT: a shell starting `make run` in the background makes children ignore SIGINT.
+        server.terminate()
         try:
             server.wait(timeout=10)
         except subprocess.TimeoutExpired:

@@ -51,6 +51,11 @@ def start_background(loop: asyncio.AbstractEventLoop) -> None:
 
     get_writer()
     if settings.CELERY_TASK_ALWAYS_EAGER:
+        from cpms.celery import app
+
+        # A worker imports the apps' task modules at start-up; the server has to do it itself, or
+        # the scheduled task names are not registered.
+        app.loader.import_default_modules()
         for name, entry in settings.CELERY_BEAT_SCHEDULE.items():
             loop.create_task(
                 _run_periodic(name, entry["task"], _seconds(entry["schedule"])),

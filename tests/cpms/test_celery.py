@@ -1,4 +1,5 @@
-"""Celery: a task sent from the code runs, and beat keeps its schedule in the database.
+"""Celery: a task sent from the code runs, beat keeps its schedule in the database, and the
+embedded default runs that schedule inside the server process.
 
 With ``REDIS_URL`` set, tasks go through the Redis broker to a real ``celery -A cpms worker``
 process; on the embedded default they run in-process (eager) before ``delay()`` returns.
@@ -28,14 +29,42 @@ from tests.conftest import ROOT, database_url_for_test_db
 pytestmark = pytest.mark.django_db(transaction=True)
 
 
+# A fresh server-like process on the embedded scheduler, with the beat schedule's intervals cut
+# short: it has imported nothing but the settings, as daphne has when the first charger connects.
+EMBEDDED_SCHEDULER = """
+import asyncio
+import django
+
+django.setup()
+from django.conf import settings
+
+for entry in settings.CELERY_BEAT_SCHEDULE.values():
+    entry["schedule"] = 0.2
+from cpms.runtime import start_background
+
+
+async def main():
+    start_background(asyncio.get_running_loop())
+    await asyncio.Event().wait()
+
+
+asyncio.run(main())
+"""
+
+
 @contextmanager
-def celery_process(*args: str) -> Iterator[Callable[[], str]]:
-    """``celery -A cpms <args>`` on the test database; yields a function that reads its log."""
+def python_process(*args: str, env: dict[str, str] | None = None) -> Iterator[Callable[[], str]]:
+    """``python <args>`` on the test database; yields a function that reads its output."""
     log_path = ROOT / "var" / f"celery-{uuid.uuid4().hex[:8]}.log"
-    env = {**os.environ, "DATABASE_URL": database_url_for_test_db(), "PYTHONUNBUFFERED": "1"}
+    env = {
+        **os.environ,
+        "DATABASE_URL": database_url_for_test_db(),
+        "PYTHONUNBUFFERED": "1",
+        **(env or {}),
+    }
     with open(log_path, "w") as log:
         process = subprocess.Popen(
-            [sys.executable, "-m", "celery", "-A", "cpms", *args],
+            [sys.executable, *args],
             cwd=ROOT,
             env=env,
             stdout=log,
@@ -51,6 +80,11 @@ def celery_process(*args: str) -> Iterator[Callable[[], str]]:
                 process.kill()
                 process.wait()
             log_path.unlink(missing_ok=True)
+
+
+def celery_process(*args: str) -> Any:
+    """``celery -A cpms <args>`` on the test database."""
+    return python_process("-m", "celery", "-A", "cpms", *args)
 
 
 def wait_for(
@@ -133,3 +167,19 @@ def test_beat_keeps_the_schedule_in_the_database(tmp_path: Path) -> None:
     assert task.enabled
     assert task.interval is not None
     assert (task.interval.every, task.interval.period) == (60, "seconds")
+
+
+def test_embedded_scheduler_runs_the_periodic_jobs_in_a_fresh_process(make_charger: Any) -> None:
+    stale = make_charger("CP-STALE", connected=True, last_seen=None)
+
+    # No REDIS_URL: the embedded default's in-process periodic jobs, on this run's database.
+    with python_process("-c", EMBEDDED_SCHEDULER, env={"REDIS_URL": ""}) as output:
+        wait_for(
+            lambda: not is_connected(stale),
+            lambda: f"the periodic job did not run:\n{output()}",
+        )
+        assert "failed" not in output()
+
+    assert list(ChargerEvent.objects.filter(charger=stale).values_list("status", flat=True)) == [
+        "Expired"
+    ]
