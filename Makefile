@@ -44,5 +44,11 @@ lint: install-test
 	$(BIN)/ruff format --check .
 	$(BIN)/mypy .
 
+# The benchmark: every scenario against the baseline and the full stack, side by side.
+# `make bench BENCH="s2 s4 --quick"`; DATABASE_URL/REDIS_URL pick PostgreSQL and Redis.
+BENCH ?= all
+bench: install-test
+	$(BIN)/python -m bench $(BENCH)
+
 clean:
 	rm -rf $(VENV) var/*.sqlite3* var/staticfiles

@@ -1,0 +1,126 @@
+"""The baseline server: raw ``websockets`` that parses each OCPP frame and answers with a canned,
+schema-valid CALLRESULT, touching nothing else.
+
+It runs as one process with the socket settings of the full stack under daphne (no per-message
+compression, 1 MiB messages, a keepalive ping after 20 s and a 30 s ping timeout), so the ratio of
+the two is the cost of everything the full stack does beyond accept, parse and answer.
+
+``/control`` takes lines ``<charger id> <token>`` and sends that charger a command CALL carrying
+the token: the baseline's side of the command scenario.
+
+    python -m bench.baseline --port 9000
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import itertools
+import json
+import signal
+from collections.abc import Sequence
+from typing import Any
+
+from websockets.asyncio.server import ServerConnection, serve
+from websockets.exceptions import ConnectionClosed
+from websockets.typing import Subprotocol
+
+from .dialects import PROTOCOLS, canned_result, dialect_for
+
+PING_INTERVAL = 20.0  # daphne's --ping-interval default
+PING_TIMEOUT = 30.0  # daphne's --ping-timeout default
+MAX_MESSAGE = 2**20  # daphne's --websocket-max-message-size default
+
+
+def _dumps(frame: list[Any]) -> str:
+    return json.dumps(frame, separators=(",", ":"))
+
+
+class Baseline:
+    def __init__(self) -> None:
+        self.chargers: dict[str, ServerConnection] = {}
+        self._ids = itertools.count(1)
+
+    async def handle(self, ws: ServerConnection) -> None:
+        path = ws.request.path if ws.request else ""
+        if path == "/control":
+            await self.control(ws)
+            return
+        if not path.startswith("/ocpp/") or len(path) <= len("/ocpp/"):
+            await ws.close(1008, "unknown path")
+            return
+        identity = path[len("/ocpp/") :].rstrip("/")
+        protocol = ws.subprotocol or PROTOCOLS[0]
+        self.chargers[identity] = ws
+        try:
+            async for text in ws:
+                try:
+                    frame = json.loads(text)
+                    kind, message_id = frame[0], frame[1]
+                except (ValueError, TypeError, IndexError, KeyError):
+                    await ws.send(
+                        _dumps([4, "-1", "FormationViolation", "not an OCPP-J frame", {}])
+                    )
+                    continue
+                if kind == 2:
+                    payload = canned_result(protocol, frame[2], frame[3])
+                    await ws.send(_dumps([3, message_id, payload]))
+        except ConnectionClosed:
+            pass
+        finally:
+            if self.chargers.get(identity) is ws:
+                del self.chargers[identity]
+
+    async def control(self, ws: ServerConnection) -> None:
+        async for text in ws:
+            identity, _, token = str(text).partition(" ")
+            charger = self.chargers.get(identity)
+            if charger is None:
+                await ws.send(f"unknown {identity}")
+                continue
+            action, payload = dialect_for(charger.subprotocol or PROTOCOLS[0]).command_call(token)
+            try:
+                await charger.send(_dumps([2, f"cmd-{next(self._ids)}", action, payload]))
+            except ConnectionClosed:
+                await ws.send(f"closed {identity}")
+
+
+def _select_subprotocol(
+    connection: ServerConnection, offered: Sequence[Subprotocol]
+) -> Subprotocol | None:
+    """The first OCPP version the client offers; none for the control connection."""
+    return next((p for p in offered if p in PROTOCOLS), None)
+
+
+async def serve_forever(host: str, port: int, backlog: int) -> None:
+    baseline = Baseline()
+    stop = asyncio.get_running_loop().create_future()
+    for signum in (signal.SIGTERM, signal.SIGINT):
+        asyncio.get_running_loop().add_signal_handler(signum, stop.set_result, None)
+    async with serve(
+        baseline.handle,
+        host,
+        port,
+        subprotocols=[Subprotocol(p) for p in PROTOCOLS],
+        select_subprotocol=_select_subprotocol,
+        compression=None,
+        ping_interval=PING_INTERVAL,
+        ping_timeout=PING_TIMEOUT,
+        max_size=MAX_MESSAGE,
+        backlog=backlog,
+        server_header=None,
+    ):
+        await stop
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--host", default="127.0.0.1")
+    parser.add_argument("--port", type=int, default=9000)
+    parser.add_argument("--backlog", type=int, default=2048)
+    args = parser.parse_args()
+    asyncio.run(serve_forever(args.host, args.port, args.backlog))
+
+
+if __name__ == "__main__":
+    main()

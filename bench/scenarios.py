@@ -1,0 +1,547 @@
+"""The six scenarios, their full and quick sizes, their targets, and how one run of a scenario
+against one server turns into figures.
+
+A run: start the server, connect one warm-up charger (so that both servers have done their
+one-time work), read the server's memory, connect the fleet, let it settle, read the memory
+again, then measure for the window: calls, reply times, errors, the server's CPU time.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import sys
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field, replace
+from typing import Any
+
+import psutil
+import websockets
+
+from .database import ROOT
+from .fleet import (
+    Behaviour,
+    Fleet,
+    FleetPlan,
+    PhaseStats,
+    Recorder,
+    closed_loop_charger,
+    command_charger,
+    percentile,
+    storm_charger,
+    typical,
+)
+from .servers import BASELINE, Server
+
+
+@dataclass(frozen=True)
+class Target:
+    """A figure the full stack should reach; ``check`` reads it from ours (and the baseline)."""
+
+    text: str
+    check: Callable[[dict[str, Any], dict[str, Any] | None], bool | None]
+
+
+@dataclass(frozen=True)
+class Scenario:
+    key: str
+    title: str
+    kind: str  # steady | closed | storm | commands
+    chargers: int
+    duration: float  # the measured window, in seconds
+    plan: FleetPlan = field(default_factory=FleetPlan)
+    storm_window: float = 60.0
+    command_rate: float = 500.0
+    time_scale: float = 1.0
+    headline: tuple[str, ...] = ()
+    targets: tuple[Target, ...] = ()
+
+    def scaled_plan(self) -> FleetPlan:
+        s = self.time_scale
+        return replace(
+            self.plan,
+            heartbeat_interval=self.plan.heartbeat_interval / s,
+            meter_interval=self.plan.meter_interval / s,
+            session_seconds=self.plan.session_seconds / s,
+        )
+
+    def expected_calls_per_s(self) -> float | None:
+        """Calls per second the fleet should offer once settled (steady scenarios only)."""
+        if self.kind != "steady":
+            return None
+        plan = self.scaled_plan()
+        rate = 1 / plan.heartbeat_interval
+        if plan.charging_share > 0:
+            rate += plan.charging_share / plan.meter_interval
+            rate += 7 * plan.charging_share / plan.session_seconds  # start and stop: 7 calls
+        return self.chargers * rate
+
+    def sizes(self) -> str:
+        if self.kind == "steady":
+            plan = self.scaled_plan()
+            text = f"{self.chargers} chargers, {self.duration:g} s window, heartbeat {plan.heartbeat_interval:g} s"
+            if plan.charging_share:
+                text += (
+                    f", meter values {plan.meter_interval:g} s, {plan.charging_share:.0%} charging,"
+                    f" sessions {plan.session_seconds:g} s; ~{self.expected_calls_per_s():.0f} calls/s offered"
+                )
+            return text
+        if self.kind == "closed":
+            return f"{self.chargers} chargers in a closed loop, {self.duration:g} s window"
+        if self.kind == "storm":
+            return f"{self.chargers} chargers connect and boot within {self.storm_window / self.time_scale:g} s"
+        return f"{self.chargers} chargers, {self.command_rate:g} commands/s offered for {self.duration:g} s"
+
+
+def _ratio(ours: dict[str, Any], base: dict[str, Any] | None, key: str) -> float | None:
+    if not base or not base.get(key):
+        return None
+    value = ours.get(key)
+    return None if value is None else value / base[key]
+
+
+def _at_most(
+    key: str, limit: float
+) -> Callable[[dict[str, Any], dict[str, Any] | None], bool | None]:
+    return lambda ours, base: None if ours.get(key) is None else ours[key] <= limit
+
+
+def _zero(*keys: str) -> Callable[[dict[str, Any], dict[str, Any] | None], bool | None]:
+    return lambda ours, base: all(not ours.get(key) for key in keys)
+
+
+SCENARIOS: dict[str, Scenario] = {
+    "s1": Scenario(
+        key="s1",
+        title="idle density",
+        kind="steady",
+        chargers=10_000,
+        duration=60,
+        plan=FleetPlan(heartbeat_interval=300, charging_share=0.0),
+        headline=(
+            "connected",
+            "rss_per_conn_kb",
+            "server_cpu_pct",
+            "rss_after_mb",
+            "refused",
+            "dropped",
+        ),
+        targets=(
+            Target(
+                "server memory per connection within 3x the baseline's",
+                lambda ours, base: (
+                    None
+                    if _ratio(ours, base, "rss_per_conn_kb") is None
+                    else (_ratio(ours, base, "rss_per_conn_kb") or 0) <= 3
+                ),
+            ),
+            Target("server CPU at idle under 5% of one core", _at_most("server_cpu_pct", 5)),
+        ),
+    ),
+    "s2": Scenario(
+        key="s2",
+        title="fleet, typical",
+        kind="steady",
+        chargers=10_000,
+        duration=120,
+        plan=FleetPlan(
+            heartbeat_interval=300, meter_interval=60, charging_share=0.65, session_seconds=1800
+        ),
+        headline=(
+            "calls_per_s",
+            "p50_ms",
+            "p99_ms",
+            "max_ms",
+            "errors",
+            "refused",
+            "dropped",
+            "server_cpu_pct",
+        ),
+        targets=(
+            Target("p99 reply under 100 ms", _at_most("p99_ms", 100)),
+            Target("zero errors", _zero("errors", "refused", "dropped")),
+        ),
+    ),
+    "s3": Scenario(
+        key="s3",
+        title="fleet, aggressive",
+        kind="steady",
+        chargers=10_000,
+        duration=120,
+        plan=FleetPlan(
+            heartbeat_interval=300, meter_interval=10, charging_share=0.54, session_seconds=1800
+        ),
+        headline=(
+            "calls_per_s",
+            "p50_ms",
+            "p99_ms",
+            "max_ms",
+            "errors",
+            "refused",
+            "dropped",
+            "server_cpu_pct",
+        ),
+        targets=(
+            Target("p99 reply under 100 ms", _at_most("p99_ms", 100)),
+            Target("zero errors", _zero("errors", "refused", "dropped")),
+        ),
+    ),
+    "s4": Scenario(
+        key="s4",
+        title="saturation",
+        kind="closed",
+        chargers=1_000,
+        duration=30,
+        headline=(
+            "calls_per_s",
+            "p50_ms",
+            "p99_ms",
+            "max_ms",
+            "errors",
+            "server_cpu_pct",
+            "client_cpu_pct",
+        ),
+        targets=(
+            Target(
+                "with database writes, at least 2,000 calls/s at p99 under 100 ms",
+                lambda ours, base: (
+                    ours.get("calls_per_s", 0) >= 2000 and ours.get("p99_ms", 1e9) < 100
+                ),
+            ),
+        ),
+    ),
+    "s5": Scenario(
+        key="s5",
+        title="reconnect storm",
+        kind="storm",
+        chargers=10_000,
+        duration=0,
+        storm_window=60,
+        headline=(
+            "booted",
+            "refused",
+            "dropped",
+            "connect_p99_ms",
+            "boot_p50_ms",
+            "boot_p99_ms",
+            "boot_max_ms",
+            "storm_seconds",
+        ),
+        targets=(
+            Target("zero refused", _zero("refused")),
+            Target("p99 BootNotification reply under 2 s", _at_most("boot_p99_ms", 2000)),
+        ),
+    ),
+    "s6": Scenario(
+        key="s6",
+        title="commands",
+        kind="commands",
+        chargers=1_000,
+        duration=30,
+        command_rate=500,
+        headline=(
+            "commands_per_s",
+            "command_p50_ms",
+            "command_p99_ms",
+            "command_max_ms",
+            "commands_lost",
+            "errors",
+        ),
+        targets=(
+            Target(
+                "at least 500 commands/s end to end",
+                lambda ours, base: (
+                    None if "commands_per_s" not in ours else ours["commands_per_s"] >= 500
+                ),
+            ),
+            Target("p99 under 250 ms", _at_most("command_p99_ms", 250)),
+        ),
+    ),
+}
+
+# --quick: small and short, but the steady fleets and the storm keep the full scenario's call and
+# connect rates (the intervals shrink with the fleet).
+QUICK: dict[str, dict[str, Any]] = {
+    "s1": {"chargers": 300, "duration": 10},
+    "s2": {"chargers": 300, "duration": 20},
+    "s3": {"chargers": 300, "duration": 20},
+    "s4": {"chargers": 200, "duration": 10},
+    "s5": {"chargers": 300},
+    "s6": {"chargers": 100, "duration": 10},
+}
+
+
+@dataclass(frozen=True)
+class RunOptions:
+    """What every run shares: the protocol, the fleet's credentials, and the pacing of set-up."""
+
+    protocol: str = "ocpp1.6"
+    password: str = "bench-charger-secret-0001"
+    prefix: str = "BENCH-"
+    connect_rate: float = 500.0
+    settle: float = 3.0
+    ramp_timeout: float = 900.0
+    open_timeout: float = 30.0
+    call_timeout: float = 30.0
+    stack_env: dict[str, str] = field(default_factory=dict)
+
+
+def _ms(seconds: float) -> float:
+    return round(seconds * 1000, 2)
+
+
+def call_figures(phase: PhaseStats, seconds: float) -> dict[str, Any]:
+    latencies = phase.all_latencies()
+    by_action = {}
+    for action, values in sorted(phase.latencies.items()):
+        ordered = sorted(values)
+        by_action[action] = {
+            "replies": len(ordered),
+            "p50_ms": _ms(percentile(ordered, 0.5)),
+            "p99_ms": _ms(percentile(ordered, 0.99)),
+            "max_ms": _ms(ordered[-1]) if ordered else 0.0,
+        }
+    return {
+        "calls": phase.calls,
+        "replies": phase.replies,
+        "calls_per_s": round(phase.replies / seconds, 1) if seconds > 0 else 0.0,
+        "p50_ms": _ms(percentile(latencies, 0.5)),
+        "p99_ms": _ms(percentile(latencies, 0.99)),
+        "max_ms": _ms(latencies[-1]) if latencies else 0.0,
+        "by_action": by_action,
+    }
+
+
+class Run:
+    """One scenario against one server."""
+
+    def __init__(
+        self, scenario: Scenario, server: Server, options: RunOptions, *, run_number: int, seed: int
+    ) -> None:
+        self.scenario = scenario
+        self.server = server
+        self.options = options
+        self.recorder = Recorder()
+        self.fleet = Fleet(
+            url=server.url,
+            protocol=options.protocol,
+            password=options.password,
+            prefix=options.prefix,
+            recorder=self.recorder,
+            open_timeout=options.open_timeout,
+            call_timeout=options.call_timeout,
+            source_block=run_number,
+            seed=seed,
+        )
+        self.figures: dict[str, Any] = {}
+        self.own = psutil.Process()
+
+    async def execute(self) -> dict[str, Any]:
+        try:
+            await self._warm_up()
+            kind = self.scenario.kind
+            if kind == "storm":
+                await self._storm()
+            else:
+                await self._ramp()
+                if kind == "commands":
+                    await self._commands()
+                else:
+                    await self._measure()
+            self._totals()
+        finally:
+            await self.fleet.stop()
+        return self.figures
+
+    async def _warm_up(self) -> None:
+        self.fleet.launch([0], storm_charger)
+        if not await self.fleet.wait_settled(60) or not self.fleet.ready_count:
+            raise RuntimeError(
+                f"the warm-up charger could not connect and boot on the {self.server.kind} server: "
+                f"refused {dict(self.recorder.refused)}, errors "
+                f"{self.recorder.phase.error_samples}\n{self.server.log_tail()}"
+            )
+        await asyncio.sleep(1.0)
+        self.fleet.ready_count = 0
+        self.figures["rss_before_mb"] = round(self.server.rss_bytes() / 2**20, 1)
+        self._rss_before = self.server.rss_bytes()
+
+    def _behaviour(self) -> Behaviour:
+        if self.scenario.kind == "closed":
+            return closed_loop_charger
+        if self.scenario.kind == "commands":
+            return command_charger
+        return typical(self.scenario.scaled_plan())
+
+    async def _ramp(self) -> None:
+        count = self.scenario.chargers
+        started = time.perf_counter()
+        cpu = self.server.cpu_seconds()
+        self.fleet.launch(range(1, count + 1), self._behaviour(), rate=self.options.connect_rate)
+        settled = await self.fleet.wait_settled(self.options.ramp_timeout)
+        ramp = time.perf_counter() - started
+        self.figures.update(
+            ramp_seconds=round(ramp, 2),
+            ramp_complete=settled,
+            ramp_server_cpu_pct=round(100 * (self.server.cpu_seconds() - cpu) / ramp, 1),
+        )
+        await asyncio.sleep(self.options.settle)
+        self._memory(self.fleet.ready_count)
+
+    def _memory(self, connected: int) -> None:
+        after = self.server.rss_bytes()
+        self.figures["connected"] = connected
+        self.figures["rss_after_mb"] = round(after / 2**20, 1)
+        self.figures["rss_per_conn_kb"] = (
+            round((after - self._rss_before) / connected / 1024, 2) if connected else None
+        )
+
+    async def _measure(self) -> None:
+        phase = self.recorder.begin("measure")
+        cpu, own, started = self.server.cpu_seconds(), self._own_cpu(), time.perf_counter()
+        await asyncio.sleep(self.scenario.duration)
+        self.recorder.begin("after")
+        seconds = time.perf_counter() - started
+        self._cpu(cpu, own, seconds)
+        self.figures.update(call_figures(phase, seconds))
+        self.figures["window_seconds"] = round(seconds, 2)
+
+    def _own_cpu(self) -> float:
+        times = self.own.cpu_times()
+        return float(times.user + times.system)
+
+    def _cpu(self, server_cpu: float, own_cpu: float, seconds: float) -> None:
+        self.figures["server_cpu_pct"] = round(
+            100 * (self.server.cpu_seconds() - server_cpu) / seconds, 2
+        )
+        self.figures["client_cpu_pct"] = round(100 * (self._own_cpu() - own_cpu) / seconds, 1)
+
+    async def _storm(self) -> None:
+        count = self.scenario.chargers
+        window = self.scenario.storm_window / self.scenario.time_scale
+        phase = self.recorder.begin("measure")
+        cpu, own, started = self.server.cpu_seconds(), self._own_cpu(), time.perf_counter()
+        self.fleet.launch(range(1, count + 1), storm_charger, window=window)
+        settled = await self.fleet.wait_settled(
+            window + self.options.open_timeout + self.options.call_timeout + 30
+        )
+        seconds = time.perf_counter() - started
+        self.recorder.begin("after")
+        self._cpu(cpu, own, seconds)
+        boots = sorted(phase.latencies.get("BootNotification", []))
+        connects = sorted(self.recorder.connect_latencies[1:])  # without the warm-up charger
+        self.figures.update(call_figures(phase, seconds))
+        self.figures.update(
+            booted=self.fleet.ready_count,
+            storm_seconds=round(seconds, 2),
+            storm_complete=settled,
+            connect_p50_ms=_ms(percentile(connects, 0.5)),
+            connect_p99_ms=_ms(percentile(connects, 0.99)),
+            boot_p50_ms=_ms(percentile(boots, 0.5)),
+            boot_p99_ms=_ms(percentile(boots, 0.99)),
+            boot_max_ms=_ms(boots[-1]) if boots else 0.0,
+        )
+        await asyncio.sleep(self.options.settle)
+        self._memory(self.fleet.ready_count)
+
+    async def _commands(self) -> None:
+        phase = self.recorder.begin("measure")
+        seen = self.fleet.commands_seen
+        cpu, own, started = self.server.cpu_seconds(), self._own_cpu(), time.perf_counter()
+        if self.server.kind == BASELINE:
+            sent = await self._baseline_commands()
+            detail = ""
+        else:
+            result = await self._stack_commands()
+            if not result.get("available"):
+                self.figures["not_available"] = result.get("detail", "not available")
+                self.recorder.begin("after")
+                return
+            sent, detail = int(result["sent"]), "; ".join(result.get("error_samples", []))
+            if result.get("errors"):
+                phase.errors += int(result["errors"])
+        window = time.perf_counter() - started
+        # Commands still in flight land, or are lost, within a few seconds.
+        for _ in range(int(min(5.0, self.options.call_timeout) / 0.05)):
+            if self.fleet.commands_seen - seen >= sent:
+                break
+            await asyncio.sleep(0.05)
+        self.recorder.begin("after")
+        self._cpu(cpu, own, time.perf_counter() - started)
+        received = self.fleet.commands_seen - seen
+        latencies = sorted(phase.commands)
+        self.figures.update(
+            commands_sent=sent,
+            commands_received=received,
+            commands_lost=max(0, sent - received),
+            commands_per_s=round(received / window, 1) if window > 0 else 0.0,
+            command_p50_ms=_ms(percentile(latencies, 0.5)),
+            command_p99_ms=_ms(percentile(latencies, 0.99)),
+            command_max_ms=_ms(latencies[-1]) if latencies else 0.0,
+            window_seconds=round(window, 2),
+        )
+        if detail:
+            self.figures["command_errors"] = detail
+
+    async def _baseline_commands(self) -> int:
+        count, rate = self.fleet.ready_count, self.scenario.command_rate
+        if not count:
+            return 0
+        sent = 0
+        async with websockets.connect(
+            self.server.control_url, compression=None, ping_interval=None
+        ) as control:
+            loop = asyncio.get_running_loop()
+            started = loop.time()
+            while loop.time() - started < self.scenario.duration:
+                due = started + sent / rate
+                if due > loop.time():
+                    await asyncio.sleep(due - loop.time())
+                identity = f"{self.options.prefix}{sent % count + 1:06d}"
+                await control.send(f"{identity} {sent}@{time.time():.6f}")
+                sent += 1
+        return sent
+
+    async def _stack_commands(self) -> dict[str, Any]:
+        process = await asyncio.create_subprocess_exec(
+            sys.executable,
+            "-m",
+            "bench.stack",
+            "commands",
+            "--prefix",
+            self.options.prefix,
+            "--count",
+            str(max(1, self.fleet.ready_count)),
+            "--rate",
+            str(self.scenario.command_rate),
+            "--duration",
+            str(self.scenario.duration),
+            "--protocol",
+            self.options.protocol,
+            cwd=ROOT,
+            env=self.options.stack_env or dict(os.environ),
+            stdout=asyncio.subprocess.PIPE,
+            stderr=asyncio.subprocess.PIPE,
+        )
+        stdout, stderr = await process.communicate()
+        lines = stdout.decode().strip().splitlines()
+        if process.returncode != 0 or not lines:
+            raise RuntimeError(f"the command sender failed:\n{stderr.decode()[-3000:]}")
+        return json.loads(lines[-1])  # type: ignore[no-any-return]
+
+    def _totals(self) -> None:
+        recorder = self.recorder
+        phases = list(recorder.phases.values())
+        self.figures.update(
+            errors=sum(p.errors + p.timeouts for p in phases),
+            timeouts=sum(p.timeouts for p in phases),
+            refused=sum(recorder.refused.values()),
+            refused_by=dict(recorder.refused),
+            dropped=sum(recorder.dropped.values()),
+            dropped_by=dict(recorder.dropped),
+            error_samples=[sample for p in phases for sample in p.error_samples][:5],
+            server_log_errors=len(self.server.log_errors()),
+            server_alive=self.server.alive(),
+        )

@@ -1,0 +1,131 @@
+"""The two servers under test, each a subprocess on a free port: the baseline (``bench.baseline``)
+and the full stack (``daphne cpms.asgi:application`` on the benchmark's database and Redis).
+Their CPU time and resident memory are read with psutil."""
+
+from __future__ import annotations
+
+import os
+import re
+import socket
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import psutil
+
+from .database import ROOT, BenchDatabase
+
+BASELINE = "baseline"
+OURS = "ours"
+
+_ERROR_LINE = re.compile(r"\b(ERROR|CRITICAL)\b|^Traceback")
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+def stack_env(
+    database: BenchDatabase, redis_url: str | None, *, url: str | None = None
+) -> dict[str, str]:
+    """The environment of a full-stack process: the benchmark database, Redis when given, and the
+    production defaults for everything else."""
+    env = {
+        key: value for key, value in os.environ.items() if key not in ("REDIS_URL", "DATABASE_URL")
+    }
+    env["DATABASE_URL"] = url or database.url
+    env["DJANGO_SETTINGS_MODULE"] = "cpms.settings"
+    env["PYTHONUNBUFFERED"] = "1"
+    if redis_url:
+        env["REDIS_URL"] = redis_url
+    return env
+
+
+class Server:
+    """One server process; ``kind`` is ``baseline`` or ``ours``."""
+
+    def __init__(self, kind: str, *, backlog: int, env: dict[str, str] | None = None) -> None:
+        self.kind = kind
+        self.port = free_port()
+        self.log_path = ROOT / "var" / f"bench-{kind}-{self.port}.log"
+        self.log_path.parent.mkdir(exist_ok=True)
+        if kind == BASELINE:
+            command = [
+                sys.executable,
+                "-m",
+                "bench.baseline",
+                "--port",
+                str(self.port),
+                "--backlog",
+                str(backlog),
+            ]
+        else:
+            # daphne as production runs it, with a listen backlog that a reconnect storm needs
+            # (Twisted's default is 50).
+            endpoint = f"tcp:port={self.port}:interface=127.0.0.1:backlog={backlog}"
+            command = [sys.executable, "-m", "daphne", "-e", endpoint, "cpms.asgi:application"]
+        self._log = open(self.log_path, "w")  # noqa: SIM115 - closed in stop()
+        self.process = subprocess.Popen(
+            command,
+            cwd=ROOT,
+            env=env or {**os.environ, "PYTHONUNBUFFERED": "1"},
+            stdout=self._log,
+            stderr=subprocess.STDOUT,
+        )
+        self.ps = psutil.Process(self.process.pid)
+
+    @property
+    def url(self) -> str:
+        return f"ws://127.0.0.1:{self.port}/ocpp/"
+
+    @property
+    def control_url(self) -> str:
+        return f"ws://127.0.0.1:{self.port}/control"
+
+    def wait_listening(self, timeout: float = 60.0) -> None:
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if self.process.poll() is not None:
+                raise RuntimeError(f"{self.kind} server exited early:\n{self.log_tail()}")
+            try:
+                with socket.create_connection(("127.0.0.1", self.port), timeout=0.5):
+                    return
+            except OSError:
+                time.sleep(0.1)
+        raise RuntimeError(
+            f"{self.kind} server did not listen within {timeout}s:\n{self.log_tail()}"
+        )
+
+    def cpu_seconds(self) -> float:
+        times = self.ps.cpu_times()
+        return float(times.user + times.system)
+
+    def rss_bytes(self) -> int:
+        return int(self.ps.memory_info().rss)
+
+    def alive(self) -> bool:
+        return self.process.poll() is None
+
+    def log_text(self) -> str:
+        return Path(self.log_path).read_text(errors="replace")
+
+    def log_tail(self, lines: int = 40) -> str:
+        return "\n".join(self.log_text().splitlines()[-lines:])
+
+    def log_errors(self) -> list[str]:
+        return [line for line in self.log_text().splitlines() if _ERROR_LINE.search(line)]
+
+    def stop(self, *, keep_log: bool = False) -> None:
+        if self.process.poll() is None:
+            self.process.terminate()
+            try:
+                self.process.wait(timeout=5)
+            except subprocess.TimeoutExpired:
+                self.process.kill()
+                self.process.wait()
+        self._log.close()
+        if not keep_log:
+            self.log_path.unlink(missing_ok=True)
