@@ -44,3 +44,29 @@ def publish(kind: str, *, organization_pk: int, charger: str, data: dict[str, An
             logger.exception("could not publish %s for %s", kind, charger)
 
     transaction.on_commit(send)
+
+
+def publish_to_chargers(kind: str, *, items: list[tuple[str, dict[str, Any]]]) -> None:
+    """Send one event per charger to the charger groups only, after commit, in one hop.
+
+    For chatty events such as journal frames, which only a charger's own page shows: the
+    organization's pages never receive them.
+    """
+    if not items:
+        return
+
+    async def send_all(layer: Any) -> None:
+        for charger, data in items:
+            message = {"type": "cpms.event", "kind": kind, "charger": charger, "data": data}
+            await layer.group_send(charger_group(charger), message)
+
+    def send() -> None:
+        layer = get_channel_layer()
+        if layer is None:
+            return
+        try:
+            async_to_sync(send_all)(layer)
+        except Exception:
+            logger.exception("could not publish %s for %d chargers", kind, len(items))
+
+    transaction.on_commit(send)

@@ -700,6 +700,7 @@ def batch_write(
                     for f in frames
                 ]
             )
+            _journal_publish(frames)
         for charger_pk, moment in seen.items():
             Charger.objects.filter(pk=charger_pk).update(last_seen=moment)
         if statuses:
@@ -709,6 +710,28 @@ def batch_write(
                 [_sample_model(r.charger_pk, r.connector_id, None, r.sample) for r in samples],
                 ignore_conflicts=True,
             )
+
+
+def _journal_publish(frames: list[FrameRow]) -> None:
+    """One compact event per charger and flush, for pages that follow that charger's frame log."""
+    by_charger: dict[str, list[FrameRow]] = {}
+    for row in frames:
+        if row.charger_pk is not None:
+            by_charger.setdefault(row.charger_identity, []).append(row)
+    events.publish_to_chargers(
+        "journal.frames",
+        items=[
+            (
+                identity,
+                {
+                    "count": len(rows),
+                    "actions": sorted({r.action for r in rows if r.action})[:10],
+                    "last": normalize.format_datetime(max(r.timestamp for r in rows)),
+                },
+            )
+            for identity, rows in by_charger.items()
+        ],
+    )
 
 
 def _statuses_write(statuses: list[StatusRow]) -> None:

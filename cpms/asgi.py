@@ -9,16 +9,25 @@ from django.core.asgi import get_asgi_application
 os.environ.setdefault("DJANGO_SETTINGS_MODULE", "cpms.settings")
 django_asgi_app = get_asgi_application()
 
+from channels.auth import AuthMiddlewareStack  # noqa: E402
 from channels.routing import ProtocolTypeRouter, URLRouter  # noqa: E402
+from channels.security.websocket import AllowedHostsOriginValidator  # noqa: E402
+from django.urls import path  # noqa: E402
 
 from chargers.routing import websocket_urlpatterns  # noqa: E402
+from cpms.live import LiveConsumer  # noqa: E402
 from cpms.runtime import LifecycleMiddleware  # noqa: E402
+
+# Dashboard live updates: signed in with the session cookie, so only from our own origin.
+live_route = path(
+    "ws/live/", AllowedHostsOriginValidator(AuthMiddlewareStack(LiveConsumer.as_asgi()))
+)
 
 application = LifecycleMiddleware(
     ProtocolTypeRouter(
         {
             "http": django_asgi_app,
-            "websocket": URLRouter(websocket_urlpatterns),
+            "websocket": URLRouter([*websocket_urlpatterns, live_route]),
         }
     )
 )

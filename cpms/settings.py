@@ -41,6 +41,7 @@ INSTALLED_APPS = [
     "drf_spectacular_sidecar",
     "django_prometheus",
     "django_celery_beat",
+    "django_htmx",
     "cpms",
     "chargers",
     "billing",
@@ -56,6 +57,8 @@ MIDDLEWARE = [
     "django.middleware.common.CommonMiddleware",
     "django.middleware.csrf.CsrfViewMiddleware",
     "django.contrib.auth.middleware.AuthenticationMiddleware",
+    "cpms.middleware.TenantMiddleware",
+    "django_htmx.middleware.HtmxMiddleware",
     "django.contrib.messages.middleware.MessageMiddleware",
     "django.middleware.clickjacking.XFrameOptionsMiddleware",
     "django_prometheus.middleware.PrometheusAfterMiddleware",
@@ -75,6 +78,7 @@ TEMPLATES = [
                 "django.template.context_processors.request",
                 "django.contrib.auth.context_processors.auth",
                 "django.contrib.messages.context_processors.messages",
+                "cpms.context_processors.dashboard",
             ],
         },
     },
@@ -150,7 +154,9 @@ AUTH_PASSWORD_VALIDATORS = [
     {"NAME": "django.contrib.auth.password_validation.MinimumLengthValidator"},
     {"NAME": "django.contrib.auth.password_validation.CommonPasswordValidator"},
 ]
-LOGIN_URL = "/admin/login/"
+LOGIN_URL = "login"
+LOGIN_REDIRECT_URL = "/"
+LOGOUT_REDIRECT_URL = "login"
 
 LANGUAGE_CODE = "en-us"
 TIME_ZONE = "UTC"
@@ -256,3 +262,9 @@ CPMS_DATATRANSFER_ACCEPT_VENDORS = env.list("CPMS_DATATRANSFER_ACCEPT_VENDORS", 
 CPMS_DATATRANSFER_HANDLER_MODULES = env.list("CPMS_DATATRANSFER_HANDLER_MODULES", default=[])
 # A charger marked connected with no frame for this many heartbeat intervals is marked offline.
 CPMS_OFFLINE_AFTER_HEARTBEATS = env.int("CPMS_OFFLINE_AFTER_HEARTBEATS", default=3)
+# Map tiles of the dashboard's site maps, a Leaflet URL template such as
+# https://tile.openstreetmap.org/{z}/{x}/{y}.png; empty shows the markers on a blank map and
+# makes no request to any outside service.
+CPMS_MAP_TILE_URL = env.str("CPMS_MAP_TILE_URL", default="")
+# Attribution shown with the tiles (HTML allowed), as the tile provider requires.
+CPMS_MAP_ATTRIBUTION = env.str("CPMS_MAP_ATTRIBUTION", default="")

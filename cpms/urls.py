@@ -2,15 +2,19 @@
 
 from django.contrib import admin
 from django.urls import include, path
-from django.views.generic import RedirectView
 
-from . import health, metrics
+from . import health, metrics, views
 
 admin.site.site_header = "CPMS administration"
 admin.site.site_title = "CPMS"
 
 urlpatterns = [
-    path("", RedirectView.as_view(url="/admin/", permanent=False)),
+    path("", include("chargers.urls")),
+    path("login/", views.LoginView.as_view(), name="login"),
+    path("logout/", views.LogoutView.as_view(), name="logout"),
+    path("organization/", views.organization_switch, name="organization_switch"),
+    path("api-tokens/", views.api_token_list, name="api_tokens"),
+    path("api-tokens/<int:pk>/revoke", views.api_token_revoke_view, name="api_token_revoke"),
     path("admin/", admin.site.urls),
     path("healthz", health.healthz, name="healthz"),
     path("readyz", health.readyz, name="readyz"),

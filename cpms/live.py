@@ -1,0 +1,97 @@
+"""Live updates for dashboard pages over a WebSocket, signed in with the Django session.
+
+``/ws/live/`` follows the whole organization (the ``org.<pk>`` group); ``/ws/live/?charger=<id>``
+follows one charger (its ``charger.<id>`` group, which also carries its journal frames). The
+browser gets each domain event as JSON ``{"kind", "charger", "data"}`` and refreshes what shows it.
+A site host only gets events of chargers at their sites.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from typing import Any
+from urllib.parse import parse_qs
+
+from channels.db import database_sync_to_async
+from channels.generic.websocket import AsyncJsonWebsocketConsumer
+
+from chargers import selectors
+from chargers.events import charger_group, organization_group
+from chargers.models import Charger
+
+from .middleware import tenant_for_session
+from .tenancy import Tenant
+
+logger = logging.getLogger(__name__)
+
+CLOSE_FORBIDDEN = 4403
+# How long a charger's site is remembered for filtering a site host's events, in seconds. A
+# charger moved to another site is filtered by its new site after at most this long.
+SITE_CACHE_SECONDS = 30.0
+
+_site_cache: dict[str, tuple[int | None, float]] = {}
+
+
+def _load_site(identity: str) -> int | None:
+    site_id = Charger.objects.filter(identity=identity).values_list("site_id", flat=True).first()
+    if len(_site_cache) > 10000:
+        _site_cache.clear()
+    _site_cache[identity] = (site_id, time.monotonic() + SITE_CACHE_SECONDS)
+    return site_id
+
+
+async def site_of(identity: str) -> int | None:
+    """The site of a charger, from the cache when fresh (no thread hop), else the database."""
+    cached = _site_cache.get(identity)
+    if cached is not None and cached[1] > time.monotonic():
+        return cached[0]
+    return await database_sync_to_async(_load_site)(identity)
+
+
+def _charger_visible(tenant: Tenant, identity: str) -> bool:
+    return selectors.chargers_for(tenant).filter(identity=identity).exists()
+
+
+class LiveConsumer(AsyncJsonWebsocketConsumer):
+    tenant: Tenant | None = None
+    charger: str = ""
+    group: str = ""
+
+    async def connect(self) -> None:
+        self.tenant = await database_sync_to_async(tenant_for_session)(
+            self.scope.get("user"), self.scope.get("session")
+        )
+        if self.tenant is None or not self.tenant.uses_dashboard:
+            await self.close(code=CLOSE_FORBIDDEN)
+            return
+        query = parse_qs(self.scope.get("query_string", b"").decode("latin-1"))
+        self.charger = (query.get("charger") or [""])[0]
+        if self.charger:
+            if not await database_sync_to_async(_charger_visible)(self.tenant, self.charger):
+                await self.close(code=CLOSE_FORBIDDEN)
+                return
+            self.group = charger_group(self.charger)
+        else:
+            self.group = organization_group(self.tenant.organization_id)
+        await self.channel_layer.group_add(self.group, self.channel_name)
+        await self.accept()
+
+    async def disconnect(self, code: int) -> None:
+        if self.group:
+            await self.channel_layer.group_discard(self.group, self.channel_name)
+
+    async def receive_json(self, content: Any, **kwargs: Any) -> None:
+        """The browser only listens."""
+
+    async def cpms_event(self, message: dict[str, Any]) -> None:
+        identity = message.get("charger", "")
+        if self.charger:
+            # Group names are sanitized; two identities may share one, so check the real one.
+            if identity != self.charger:
+                return
+        elif self.tenant is not None and self.tenant.site_ids is not None:
+            site_id = await site_of(identity)
+            if site_id not in self.tenant.site_ids:
+                return
+        await self.send_json({"kind": message["kind"], "charger": identity, "data": message.get("data", {})})
