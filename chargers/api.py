@@ -115,9 +115,19 @@ class SiteViewSet(TenantViewMixin, viewsets.ModelViewSet):
 # --- Chargers and connectors ----------------------------------------------------------------------
 
 
+# What the router (and the OCPP route) accept as an identity in a path.
+IDENTITY_IN_PATH = OpenApiParameter(
+    "identity",
+    str,
+    OpenApiParameter.PATH,
+    pattern=r"^[^/]{1,48}$",
+    description="The charger's identity, as in /ocpp/<identity>",
+)
+
+
 @extend_schema_view(
     list=extend_schema(summary="Chargers, with their connectors"),
-    retrieve=extend_schema(summary="One charger, by identity"),
+    retrieve=extend_schema(summary="One charger, by identity", parameters=[IDENTITY_IN_PATH]),
     create=extend_schema(
         summary="Register a charger (operators)",
         request=ChargerCreateSerializer,
@@ -125,11 +135,13 @@ class SiteViewSet(TenantViewMixin, viewsets.ModelViewSet):
     ),
     update=extend_schema(
         summary="Set a charger's site, registration status and heartbeat interval (operators)",
+        parameters=[IDENTITY_IN_PATH],
         request=ChargerUpdateSerializer,
         responses={200: ChargerSerializer},
     ),
     partial_update=extend_schema(
         summary="Change a charger's site, registration status or heartbeat interval (operators)",
+        parameters=[IDENTITY_IN_PATH],
         request=ChargerUpdateSerializer,
         responses={200: ChargerSerializer},
     ),

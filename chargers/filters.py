@@ -5,6 +5,8 @@ from __future__ import annotations
 
 import django_filters as filters
 
+from cpms.rest import BooleanFilter, StrictFilterSet
+
 from .models import (
     Charger,
     Connector,
@@ -20,7 +22,7 @@ from .models import (
 )
 
 
-class SiteFilter(filters.FilterSet):
+class SiteFilter(StrictFilterSet):
     name = filters.CharFilter(lookup_expr="icontains", help_text="Part of the site name")
     city = filters.CharFilter(lookup_expr="iexact")
     country = filters.CharFilter(lookup_expr="iexact")
@@ -30,9 +32,9 @@ class SiteFilter(filters.FilterSet):
         fields = ["name", "city", "country"]
 
 
-class ChargerFilter(filters.FilterSet):
+class ChargerFilter(StrictFilterSet):
     site = filters.NumberFilter(field_name="site_id", help_text="A site id")
-    connected = filters.BooleanFilter()
+    connected = BooleanFilter()
     registration_status = filters.ChoiceFilter(choices=RegistrationStatus.choices)
     ocpp_version = filters.CharFilter()
     identity = filters.CharFilter(lookup_expr="icontains", help_text="Part of the identity")
@@ -42,7 +44,7 @@ class ChargerFilter(filters.FilterSet):
         fields = ["site", "connected", "registration_status", "ocpp_version", "identity"]
 
 
-class ConnectorFilter(filters.FilterSet):
+class ConnectorFilter(StrictFilterSet):
     charger = filters.CharFilter(field_name="charger__identity", help_text="A charger identity")
     status = filters.ChoiceFilter(choices=ConnectorStatus.choices)
 
@@ -51,7 +53,7 @@ class ConnectorFilter(filters.FilterSet):
         fields = ["charger", "status"]
 
 
-class IdTokenFilter(filters.FilterSet):
+class IdTokenFilter(StrictFilterSet):
     token = filters.CharFilter(help_text="The exact token value")
     status = filters.ChoiceFilter(choices=IdTokenStatus.choices)
     owner = filters.CharFilter(field_name="owner_name", lookup_expr="icontains")
@@ -61,7 +63,7 @@ class IdTokenFilter(filters.FilterSet):
         fields = ["token", "status", "owner"]
 
 
-class SessionFilter(filters.FilterSet):
+class SessionFilter(StrictFilterSet):
     charger = filters.CharFilter(field_name="charger__identity", help_text="A charger identity")
     site = filters.NumberFilter(field_name="charger__site_id", help_text="A site id")
     state = filters.ChoiceFilter(choices=SessionState.choices)
@@ -75,7 +77,7 @@ class SessionFilter(filters.FilterSet):
         fields = ["charger", "site", "state", "id_tag", "transaction_id"]
 
 
-class MeterSampleFilter(filters.FilterSet):
+class MeterSampleFilter(StrictFilterSet):
     measurand = filters.CharFilter(help_text="E.g. Energy.Active.Import.Register, Power.Active.Import")
     phase = filters.CharFilter()
     since = filters.IsoDateTimeFilter(field_name="timestamp", lookup_expr="gte")
@@ -86,7 +88,7 @@ class MeterSampleFilter(filters.FilterSet):
         fields = ["measurand", "phase"]
 
 
-class FrameFilter(filters.FilterSet):
+class FrameFilter(StrictFilterSet):
     # The journal keeps the identity on every row, indexed with the time: no join needed.
     charger = filters.CharFilter(field_name="charger_identity", help_text="A charger identity")
     action = filters.CharFilter(help_text="An OCPP action, e.g. BootNotification")

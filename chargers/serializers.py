@@ -32,7 +32,7 @@ from .models import (
 # and '/' not in the /ocpp/<id> path, so identities use URL-safe characters only.
 IDENTITY_PATTERN = r"^[A-Za-z0-9._~*+|@=-]{1,48}$"
 # An id token is a CiString (printable ASCII); 2.x allows 36 characters, 1.6 chargers take 20.
-ID_TOKEN_PATTERN = r"^[\x21-\x7e]{1,36}$"
+ID_TOKEN_PATTERN = r"^[\x21-\x7e]+$"
 ID_TOKEN_MAX = 36
 ID_TOKEN_16_MAX = 20
 ID_TOKEN_TYPES = [member.value for member in IdTokenEnumType]

@@ -5,7 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 from django.db.models import QuerySet
-from drf_spectacular.utils import extend_schema, extend_schema_view
+from drf_spectacular.utils import OpenApiParameter, extend_schema, extend_schema_view
 from rest_framework import exceptions, mixins, permissions, status, viewsets
 from rest_framework.decorators import api_view, authentication_classes, permission_classes
 from rest_framework.request import Request
@@ -25,7 +25,14 @@ from .tenancy import Tenant
 
 @extend_schema_view(
     list=extend_schema(summary="Your organization (a list of one)"),
-    retrieve=extend_schema(summary="Your organization"),
+    retrieve=extend_schema(
+        summary="Your organization",
+        parameters=[
+            OpenApiParameter(
+                "slug", str, OpenApiParameter.PATH, pattern=r"^[-a-zA-Z0-9_]+$", description="Its slug"
+            )
+        ],
+    ),
 )
 class OrganizationViewSet(TenantViewMixin, viewsets.ReadOnlyModelViewSet):
     """The organization the caller acts for."""

@@ -1,5 +1,5 @@
-"""Conventions every REST API view shares: the tenant of the request, cursor pagination,
-per-token throttling, strict JSON parsing and streamed exports.
+"""Conventions every REST API view shares: the tenant of the request, cursor pagination, strict
+filters, per-token throttling, strict JSON parsing and streamed exports.
 
 REST framework imports the parser, throttle and pagination classes named in the settings while it
 loads, so this module must not import ``rest_framework.views``; the error format lives in
@@ -12,7 +12,9 @@ import json
 from collections.abc import Iterable, Iterator
 from typing import Any, ClassVar
 
+import django_filters as filters
 from asgiref.sync import sync_to_async
+from django import forms
 from django.conf import settings
 from django.contrib.auth.models import User
 from django.db.models import Model, QuerySet
@@ -87,15 +89,17 @@ class Pagination(CursorPagination):
     max_page_size = 1000
     ordering = "-id"
 
-    @property
-    def page_size(self) -> int:  # type: ignore[override]
-        return settings.CPMS_API_PAGE_SIZE
+    def __init__(self) -> None:
+        self.page_size = settings.CPMS_API_PAGE_SIZE
 
     def get_ordering(self, request: Request, queryset: QuerySet, view: Any) -> tuple[str, ...]:
         ordering = getattr(view, "cursor_ordering", self.ordering)
         return (ordering,) if isinstance(ordering, str) else tuple(ordering)
 
     def get_page_size(self, request: Request) -> int:
+        for name in (self.page_size_query_param, self.cursor_query_param):
+            if len(request.query_params.getlist(name)) > 1:
+                raise exceptions.ValidationError({name: ["Give this parameter once."]})
         raw = request.query_params.get(self.page_size_query_param)
         if raw is None:
             return self.page_size
@@ -109,6 +113,16 @@ class Pagination(CursorPagination):
             )
         return min(size, self.max_page_size)
 
+    def get_schema_operation_parameters(self, view: Any) -> list[dict[str, Any]]:
+        parameters = super().get_schema_operation_parameters(view)
+        for parameter in parameters:
+            if parameter["name"] == self.page_size_query_param:
+                parameter["schema"]["minimum"] = 1
+                parameter["description"] = (
+                    f"Items per page, 1 or more (larger values give {self.max_page_size})"
+                )
+        return parameters
+
     def decode_cursor(self, request: Request) -> Any:
         try:
             return super().decode_cursor(request)
@@ -116,6 +130,41 @@ class Pagination(CursorPagination):
             raise exceptions.ValidationError(
                 {self.cursor_query_param: ["Invalid cursor: pass the next or previous link as given."]}
             ) from None
+
+
+# --- Filtering ------------------------------------------------------------------------------------
+
+
+class _TrueOrFalseField(forms.Field):
+    def to_python(self, value: Any) -> bool | None:
+        if value in (None, ""):
+            return None
+        if value in ("true", "false"):
+            return value == "true"
+        raise forms.ValidationError("Give true or false.", code="invalid")
+
+
+class BooleanFilter(filters.BooleanFilter):
+    """``true`` or ``false``, as JSON spells them; anything else is a 400."""
+
+    field_class = _TrueOrFalseField
+
+
+class StrictFilterSet(filters.FilterSet):
+    """A filter parameter given empty or more than once is a 400, not silently ignored: a client
+    that sends ``?status=`` or ``?site=1&site=2`` would otherwise get more than it asked for."""
+
+    def is_valid(self) -> bool:
+        valid = super().is_valid()
+        for name in self.filters:
+            if name not in self.data:
+                continue
+            values = self.data.getlist(name) if hasattr(self.data, "getlist") else [self.data[name]]
+            if len(values) > 1:
+                self.form.add_error(name, "Give this parameter once.")
+            elif values[0] == "":
+                self.form.add_error(name, "Give a value, or leave the parameter out.")
+        return valid and not self.form.errors
 
 
 # --- Throttling -----------------------------------------------------------------------------------
@@ -176,22 +225,34 @@ def _is_asgi(request: HttpRequest) -> bool:
     return hasattr(request, "scope")
 
 
-async def _async_chunks(chunks: Iterable[str]) -> Any:
-    """Pull a synchronous generator from the request's own thread, one chunk per thread hop.
+class AsyncChunks:
+    """A synchronous chunk generator served to an ASGI server, one chunk per thread hop.
 
-    Under ASGI Django would otherwise read a synchronous iterator into memory before sending
-    the first byte. The database cursor lives in that thread, so every pull runs there.
+    Under ASGI Django would read a synchronous iterator whole before sending the first byte. The
+    database cursor lives in the request's thread, so every pull runs there (thread-sensitive).
+    Django calls ``close()`` when the response is done, and the pulling generator closes the
+    source when it is itself closed (client gone, or finished).
     """
-    iterator = iter(chunks)
-    done = object()
-    pull = sync_to_async(lambda: next(iterator, done), thread_sensitive=True)
-    try:
-        while (chunk := await pull()) is not done:
-            yield chunk
-    finally:
-        close = getattr(iterator, "close", None)
+
+    def __init__(self, chunks: Iterable[str]):
+        self._iterator = iter(chunks)
+
+    def __aiter__(self) -> Any:
+        return self._pull()
+
+    async def _pull(self) -> Any:
+        done = object()
+        pull = sync_to_async(lambda: next(self._iterator, done), thread_sensitive=True)
+        try:
+            while (chunk := await pull()) is not done:
+                yield chunk
+        finally:
+            await sync_to_async(self.close, thread_sensitive=True)()
+
+    def close(self) -> None:
+        close = getattr(self._iterator, "close", None)
         if close is not None:
-            await sync_to_async(close, thread_sensitive=True)()
+            close()
 
 
 def streaming_response(
@@ -199,7 +260,7 @@ def streaming_response(
 ) -> StreamingHttpResponse:
     """A response sent while it is produced; ``chunks`` yields a few hundred rows at a time."""
     django_request = request._request
-    content: Any = _async_chunks(chunks) if _is_asgi(django_request) else chunks
+    content: Any = AsyncChunks(chunks) if _is_asgi(django_request) else chunks
     response = StreamingHttpResponse(content, content_type=content_type)
     response["Content-Disposition"] = f'attachment; filename="{filename}"'
     response["Cache-Control"] = "no-store"
