@@ -482,6 +482,13 @@ def _session_close_superseded(session: Session, *, superseded_at: datetime, mete
             "meter_stop_wh": str(meter_stop),
         },
     )
+    # Ended like any other session, so that everything downstream (billing) sees it end.
+    events.publish(
+        "session.ended",
+        organization_pk=session.charger.organization_id,
+        charger=session.charger.identity,
+        data=_session_event(session),
+    )
 
 
 @dataclass(frozen=True, slots=True)
