@@ -1,11 +1,11 @@
 # The CPMS image: one image for every process of the stack (web = daphne, worker, beat, migrate).
 FROM python:3.11-slim
 
+# The processes run from /app (PYTHONPATH), so the settings find templates/, static/ and var/ there.
 ENV PYTHONDONTWRITEBYTECODE=1 \
     PYTHONUNBUFFERED=1 \
     PIP_NO_CACHE_DIR=1 \
     PIP_DISABLE_PIP_VERSION_CHECK=1 \
-    # The processes run from /app, so the settings find templates/, static/ and var/ there.
     PYTHONPATH=/app \
     DJANGO_SETTINGS_MODULE=cpms.settings
 
