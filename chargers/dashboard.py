@@ -214,7 +214,7 @@ def session_series(tenant: Tenant, session: Session, *, limit: int = 20000) -> S
         (energy if measurand == ENERGY_REGISTER else power)[moment][phase] = value
     energy_points = {m: _total(by_phase) for m, by_phase in energy.items()}
     power_points = {m: _total(by_phase) for m, by_phase in power.items()}
-    derived = not power_points
+    derived = not power_points and bool(energy_points)
     if derived:
         power_points = _power_from_energy(energy_points)
     times = sorted(set(energy_points) | set(power_points))

@@ -10,6 +10,10 @@
   var ENERGY = "Energy.Active.Import.Register";
   var POWER = "Power.Active.Import";
   var charts = [];
+  // Meter events of the last moments, per session, replayed into charts built after they came
+  // (a panel re-rendered on session start may land just after the first samples).
+  var recent = {};
+  var RECENT_MAX = 20;
 
   function total(samples, measurand) {
     var values = samples.filter(function (s) {
@@ -39,7 +43,8 @@
       kind: kind,
       session: figure.getAttribute("data-session"),
       meterStart: parseFloat(figure.getAttribute("data-meter-start") || "0"),
-      derived: !!series.power_derived,
+      // Power comes from power samples; until one arrives, it is derived from the energy register.
+      derived: series.power_derived || !series.power_kw.some(function (v) { return v !== null; }),
       times: series.times.slice(),
       values: values.slice(),
       lastEnergy: null
@@ -71,6 +76,7 @@
     state.plot = new uPlot(options, [state.times, state.values], figure);
     figure._chart = state;
     charts.push(state);
+    (recent[state.session] || []).forEach(function (samples) { add(state, samples, true); });
     show(state);
   }
 
@@ -80,14 +86,15 @@
     state.plot.setData([state.times, state.values]);
   }
 
-  function add(state, samples) {
+  function add(state, samples, quiet) {
     var energy = total(samples, ENERGY);
     var power = total(samples, POWER);
     var point = null;
     if (state.kind === "energy" && energy) {
       point = { time: energy.time, value: Math.max(0, energy.value - state.meterStart) / 1000 };
     } else if (state.kind === "power") {
-      if (power && !state.derived) {
+      if (power) {
+        state.derived = false;
         point = { time: power.time, value: power.value / 1000 };
       } else if (energy && state.derived && state.lastEnergy) {
         var kwh = Math.max(0, energy.value - state.meterStart) / 1000;
@@ -103,15 +110,17 @@
     if (point.time <= last) return;
     state.times.push(point.time);
     state.values.push(Math.round(point.value * 1000) / 1000);
-    show(state);
+    if (!quiet) show(state);
   }
 
   document.addEventListener("cpms:live", function (event) {
     var message = event.detail;
     if (message.kind !== "session.meter" || !message.data || !message.data.samples) return;
+    var key = String(message.data.session);
+    recent[key] = (recent[key] || []).concat([message.data.samples]).slice(-RECENT_MAX);
     charts = charts.filter(function (state) { return document.body.contains(state.figure); });
     charts.forEach(function (state) {
-      if (String(message.data.session) === state.session) add(state, message.data.samples);
+      if (key === state.session) add(state, message.data.samples);
     });
   });
 
