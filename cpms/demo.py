@@ -37,7 +37,16 @@ def main() -> None:
     args = parser.parse_args()
 
     server = subprocess.Popen(
-        [sys.executable, "-m", "daphne", "-b", args.host, "-p", str(args.port), "cpms.asgi:application"]
+        [
+            sys.executable,
+            "-m",
+            "daphne",
+            "-b",
+            args.host,
+            "-p",
+            str(args.port),
+            "cpms.asgi:application",
+        ]
     )
     # Stopped by a supervisor or `kill` (SIGTERM) as by Ctrl-C: stop the server too, never orphan it.
     signal.signal(signal.SIGTERM, lambda signum, frame: sys.exit(0))

@@ -58,7 +58,7 @@ def start_background(loop: asyncio.AbstractEventLoop) -> None:
         app.loader.import_default_modules()
         for name, entry in settings.CELERY_BEAT_SCHEDULE.items():
             loop.create_task(
-                _run_periodic(name, entry["task"], _seconds(entry["schedule"])),
+                _run_periodic(name, str(entry["task"]), _seconds(entry["schedule"])),
                 name=f"periodic:{name}",
             )
 
