@@ -22,6 +22,7 @@ from . import report
 from .database import ROOT, BenchDatabase, bench_database
 from .dialects import PROTOCOLS
 from .fleet import raise_open_files_limit
+from .profile import describe, py_spy
 from .scenarios import QUICK, SCENARIOS, Run, RunOptions, Scenario
 from .servers import BASELINE, OURS, Server, stack_env
 
@@ -119,6 +120,13 @@ def build_parser() -> argparse.ArgumentParser:
     )
     out.add_argument("--markdown", type=Path, help="also write the tables as Markdown to this file")
     out.add_argument("--keep-logs", action="store_true", help="keep the server logs under var/")
+    out.add_argument(
+        "--profile",
+        type=Path,
+        metavar="DIR",
+        help="sample the full stack with py-spy during each measured window; "
+        "collapsed stacks go to DIR, a summary to the output",
+    )
     return parser
 
 
@@ -209,7 +217,10 @@ def main(argv: list[str] | None = None) -> int:
         open_timeout=args.open_timeout,
         call_timeout=args.call_timeout,
         stack_env=stack_env(database, redis_url),
+        profile_dir=args.profile.resolve() if args.profile else None,
     )
+    if args.profile:
+        py_spy()
     stack_note = (
         f"{database.describe()}, "
         + (f"Redis channel layer {redis_url}" if redis_url else "in-memory channel layer")
@@ -267,6 +278,8 @@ def main(argv: list[str] | None = None) -> int:
                         f"   run {attempt + 1}/{repeat} {server_kind}: {brief(scenario, figures)}",
                         flush=True,
                     )
+                    if figures.get("profile"):
+                        print(describe(figures["profile"]), flush=True)
             for server_kind in notes:
                 runs.pop(server_kind, None)
             summary = report.summarize_scenario(scenario, runs, notes)

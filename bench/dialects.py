@@ -14,7 +14,7 @@ from typing import Any
 
 from chargers.simulator import now_iso
 
-PROTOCOLS = ("ocpp1.6", "ocpp2.0.1")
+PROTOCOLS = ("ocpp1.6", "ocpp2.0.1", "ocpp2.1")
 
 Call = tuple[str, dict[str, Any]]
 
@@ -140,11 +140,18 @@ class Dialect16:
 
 
 class Dialect201:
-    protocol = "ocpp2.0.1"
+    """OCPP 2.0.1; 2.1 chargers send the same messages."""
+
     command_action = "SetVariables"
 
-    def __init__(self) -> None:
-        self._seq = itertools.count()
+    def __init__(self, protocol: str = "ocpp2.0.1") -> None:
+        self.protocol = protocol
+        # Each transaction numbers its events from 0 (Started).
+        self._seq: dict[str, int] = {}
+
+    def _next_seq(self, transaction_id: str) -> int:
+        self._seq[transaction_id] = self._seq.get(transaction_id, 0) + 1
+        return self._seq[transaction_id]
 
     def boot(self, identity: str) -> Call:
         return "BootNotification", {
@@ -178,6 +185,7 @@ class Dialect201:
         return bool(reply.get("idTokenInfo", {}).get("status") == "Accepted")
 
     def start(self, connector: int, id_tag: str, meter_wh: int, local_id: str) -> Call:
+        self._seq[local_id] = 0
         return "TransactionEvent", {
             "eventType": "Started",
             "timestamp": now_iso(),
@@ -238,18 +246,24 @@ class Dialect201:
             "eventType": "Updated",
             "timestamp": now_iso(),
             "triggerReason": "MeterValuePeriodic",
-            "seqNo": next(self._seq) % 1_000_000 + 1,
+            "seqNo": self._next_seq(transaction_id),
             "transactionInfo": {"transactionId": transaction_id, "chargingState": "Charging"},
             "meterValue": [self._meter_value(meter_wh, power_w, "Sample.Periodic")],
         }
 
     def stop(self, connector: int, transaction_id: str, id_tag: str, meter_wh: int) -> Call:
+        seq = self._next_seq(transaction_id)
+        self._seq.pop(transaction_id, None)
         return "TransactionEvent", {
             "eventType": "Ended",
             "timestamp": now_iso(),
             "triggerReason": "StopAuthorized",
-            "seqNo": next(self._seq) % 1_000_000 + 1,
-            "transactionInfo": {"transactionId": transaction_id, "stoppedReason": "Local"},
+            "seqNo": seq,
+            "transactionInfo": {
+                "transactionId": transaction_id,
+                "chargingState": "EVConnected",
+                "stoppedReason": "Local",
+            },
             "idToken": {"idToken": id_tag, "type": "ISO14443"},
             "meterValue": [self._meter_value(meter_wh, None, "Transaction.End")],
         }
@@ -300,8 +314,8 @@ Dialect = Dialect16 | Dialect201
 def dialect_for(protocol: str) -> Dialect:
     if protocol == "ocpp1.6":
         return Dialect16()
-    if protocol == "ocpp2.0.1":
-        return Dialect201()
+    if protocol in ("ocpp2.0.1", "ocpp2.1"):
+        return Dialect201(protocol)
     raise ValueError(f"unknown protocol {protocol!r}; choose from {', '.join(PROTOCOLS)}")
 
 

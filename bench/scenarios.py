@@ -15,6 +15,7 @@ import sys
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field, replace
+from pathlib import Path
 from typing import Any
 
 import psutil
@@ -33,7 +34,8 @@ from .fleet import (
     storm_charger,
     typical,
 )
-from .servers import BASELINE, Server
+from .profile import Profiler
+from .servers import BASELINE, OURS, Server
 
 
 @dataclass(frozen=True)
@@ -286,6 +288,7 @@ class RunOptions:
     open_timeout: float = 30.0
     call_timeout: float = 30.0
     stack_env: dict[str, str] = field(default_factory=dict)
+    profile_dir: Path | None = None
 
 
 def _ms(seconds: float) -> float:
@@ -337,6 +340,8 @@ class Run:
         )
         self.figures: dict[str, Any] = {}
         self.own = psutil.Process()
+        self.run_number = run_number
+        self.profiler: Profiler | None = None
 
     async def execute(self) -> dict[str, Any]:
         try:
@@ -398,11 +403,24 @@ class Run:
             round((after - self._rss_before) / connected / 1024, 2) if connected else None
         )
 
+    async def _profile_start(self, seconds: float) -> None:
+        if self.options.profile_dir is None or self.server.kind != OURS:
+            return
+        path = self.options.profile_dir / f"{self.scenario.key}-run{self.run_number}.txt"
+        self.profiler = Profiler(self.server.process.pid, seconds, path)
+        await self.profiler.start()
+
+    async def _profile_finish(self) -> None:
+        if self.profiler is not None:
+            self.figures["profile"] = await self.profiler.finish()
+
     async def _measure(self) -> None:
+        await self._profile_start(self.scenario.duration)
         phase = self.recorder.begin("measure")
         cpu, own, started = self.server.cpu_seconds(), self._own_cpu(), time.perf_counter()
         await asyncio.sleep(self.scenario.duration)
         self.recorder.begin("after")
+        await self._profile_finish()
         seconds = time.perf_counter() - started
         self._cpu(cpu, own, seconds)
         self.figures.update(call_figures(phase, seconds))
@@ -421,6 +439,7 @@ class Run:
     async def _storm(self) -> None:
         count = self.scenario.chargers
         window = self.scenario.storm_window / self.scenario.time_scale
+        await self._profile_start(window + 5)
         phase = self.recorder.begin("measure")
         cpu, own, started = self.server.cpu_seconds(), self._own_cpu(), time.perf_counter()
         self.fleet.launch(range(1, count + 1), storm_charger, window=window)
@@ -430,6 +449,7 @@ class Run:
         seconds = time.perf_counter() - started
         self.recorder.begin("after")
         self._cpu(cpu, own, seconds)
+        await self._profile_finish()
         boots = sorted(phase.latencies.get("BootNotification", []))
         connects = sorted(self.recorder.connect_latencies[1:])  # without the warm-up charger
         self.figures.update(call_figures(phase, seconds))
@@ -454,7 +474,9 @@ class Run:
             sent = await self._baseline_commands()
             detail = ""
         else:
+            await self._profile_start(self.scenario.duration)
             result = await self._stack_commands()
+            await self._profile_finish()
             if not result.get("available"):
                 self.figures["not_available"] = result.get("detail", "not available")
                 self.recorder.begin("after")

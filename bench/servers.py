@@ -63,10 +63,19 @@ class Server:
                 str(backlog),
             ]
         else:
-            # daphne as production runs it, with a listen backlog that a reconnect storm needs
-            # (Twisted's default is 50).
+            # daphne as docker-compose runs it, plus a listen backlog that a reconnect storm
+            # needs (Twisted's default is 50).
             endpoint = f"tcp:port={self.port}:interface=127.0.0.1:backlog={backlog}"
-            command = [sys.executable, "-m", "daphne", "-e", endpoint, "cpms.asgi:application"]
+            command = [
+                sys.executable,
+                "-m",
+                "daphne",
+                "-e",
+                endpoint,
+                "--websocket_timeout",
+                "-1",
+                "cpms.asgi:application",
+            ]
         self._log = open(self.log_path, "w")  # noqa: SIM115 - closed in stop()
         self.process = subprocess.Popen(
             command,
