@@ -26,6 +26,13 @@ _TRANSACTION_ID = {"minimum": -(2**63), "maximum": 2**63 - 1}
 _METER_WH = {"minimum": 1 - 10**15, "maximum": 10**15 - 1}
 
 
+def _request_id(kwargs: dict[str, Any]) -> int | None:
+    request_id = kwargs.get("request_id")
+    if request_id is not None:
+        normalize.check_integer(request_id, "requestId", **_TRANSACTION_ID)
+    return request_id
+
+
 def _id_tag_info(authorization: services.Authorization) -> datatypes.IdTagInfo:
     return datatypes.IdTagInfo(
         status=authorization.status,
@@ -263,7 +270,7 @@ class ChargePoint16:
     async def on_log_status_notification(
         self, status: str, **kwargs: Any
     ) -> call_result.LogStatusNotification:
-        await self._record(ChargerEvent.Kind.LOG, status=status, request_id=kwargs.get("request_id"))
+        await self._record(ChargerEvent.Kind.LOG, status=status, request_id=_request_id(kwargs))
         return call_result.LogStatusNotification()
 
     @on(Action.signed_firmware_status_notification)
@@ -271,7 +278,7 @@ class ChargePoint16:
         self, status: str, **kwargs: Any
     ) -> call_result.SignedFirmwareStatusNotification:
         await self._record(
-            ChargerEvent.Kind.SIGNED_FIRMWARE, status=status, request_id=kwargs.get("request_id")
+            ChargerEvent.Kind.SIGNED_FIRMWARE, status=status, request_id=_request_id(kwargs)
         )
         return call_result.SignedFirmwareStatusNotification()
 
