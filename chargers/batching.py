@@ -16,6 +16,7 @@ from datetime import datetime
 
 from channels.db import database_sync_to_async
 from django.conf import settings
+from django.db import DataError, IntegrityError
 
 from . import normalize
 
@@ -69,6 +70,15 @@ class Batch:
     def __len__(self) -> int:
         return len(self.frames) + len(self.seen) + len(self.statuses) + len(self.samples)
 
+    def split(self) -> list[Batch]:
+        """One batch per row, in order, to single out a row the database refuses."""
+        return (
+            [Batch(frames=[row]) for row in self.frames]
+            + [Batch(seen={pk: moment}) for pk, moment in self.seen.items()]
+            + [Batch(statuses=[row]) for row in self.statuses]
+            + [Batch(samples=[row]) for row in self.samples]
+        )
+
     def merge_front(self, older: Batch) -> None:
         """Put the rows of a failed flush back ahead of what arrived since."""
         self.frames[:0] = older.frames
@@ -90,6 +100,7 @@ class BatchWriter:
         self._task = loop.create_task(self._run(), name="cpms-batch-writer")
         self.flushes = 0
         self.failures = 0
+        self.dropped = 0
 
     def add_frame(self, row: FrameRow) -> None:
         self.batch.frames.append(row)
@@ -130,11 +141,34 @@ class BatchWriter:
             batch, self.batch = self.batch, Batch()
             try:
                 await database_sync_to_async(write_batch)(batch)
+            except _REFUSED:
+                # Retrying cannot help a row the database refuses, and it would hold back every
+                # row behind it: write the rows one at a time and drop only the refused ones.
+                logger.exception("batched write refused; writing its %d rows one by one", len(batch))
+                await self._write_by_row(batch)
             except BaseException:
                 self.failures += 1
                 self.batch.merge_front(batch)
                 raise
             self.flushes += 1
+
+    async def _write_by_row(self, batch: Batch) -> None:
+        singles = batch.split()
+        for index, single in enumerate(singles):
+            try:
+                await database_sync_to_async(write_batch)(single)
+            except _REFUSED:
+                self.dropped += 1
+                logger.exception("dropped a row the database refuses: %r", single)
+            except BaseException:
+                self.failures += 1
+                for rest in reversed(singles[index:]):
+                    self.batch.merge_front(rest)
+                raise
+
+
+# Errors about the rows themselves (constraints, out-of-range values), not the database's health.
+_REFUSED = (DataError, IntegrityError, OverflowError)
 
 
 def write_batch(batch: Batch) -> None:
