@@ -51,6 +51,8 @@ class StatusRow:
     vendor_id: str
     vendor_error_code: str
     timestamp: datetime
+    evse_connector_id: int | None = None  # 2.x: the connector's id within its EVSE
+    corrections: tuple[str, ...] = ()
 
 
 @dataclass(slots=True)

@@ -18,7 +18,7 @@ from django.conf import settings
 
 from cpms import metrics
 
-from . import ocpp16, protocol, services
+from . import ocpp16, ocpp21, ocpp201, protocol, services
 from .batching import FrameRow, get_writer
 from .dispatch import Dispatcher
 from .models import Frame
@@ -28,6 +28,8 @@ logger = logging.getLogger(__name__)
 
 # Subprotocol -> (OCPP version, handler class, actions the version knows). Newest first.
 VERSIONS: dict[str, tuple[str, type, frozenset[str]]] = {
+    "ocpp2.1": ("2.1", ocpp21.ChargePoint21, ocpp21.KNOWN_ACTIONS),
+    "ocpp2.0.1": ("2.0.1", ocpp201.ChargePoint201, ocpp201.KNOWN_ACTIONS),
     "ocpp1.6": ("1.6", ocpp16.ChargePoint16, ocpp16.KNOWN_ACTIONS),
 }
 
@@ -92,7 +94,8 @@ class OcppConsumer(AsyncWebsocketConsumer):
             await self.close()
             return
         self.writer = get_writer()
-        self.dispatcher = Dispatcher(
+        dispatcher_class = getattr(handler_class, "dispatcher_class", Dispatcher)
+        self.dispatcher = dispatcher_class(
             handler_class(self.connection, self.writer), version=version, known_actions=known_actions
         )
         await self.accept(subprotocol)

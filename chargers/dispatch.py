@@ -96,6 +96,11 @@ class Dispatcher:
                 "the charger's registration is not Accepted; send BootNotification first",
                 call.message_id,
             )
+        # Handlers may look at (or, for a known vendor quirk, repair) the frame before it is
+        # validated; the journal keeps what the charger sent.
+        prepare = getattr(self.handlers, "prepare_call", None)
+        if prepare is not None:
+            call = prepare(call)
         protocol.validate(protocol.CALL, call.action, call.payload, self.version, call.message_id)
         kwargs = camel_to_snake_case(call.payload)
         handler = handlers["_on_action"]

@@ -78,6 +78,17 @@ class Charger(models.Model):
     diagnostics_status_at = models.DateTimeField(null=True, blank=True)
     # 1.6 transaction ids are integers we issue; this is the last one handed out.
     last_transaction_id = models.PositiveBigIntegerField(default=0)
+    quirk_profile = models.ForeignKey(
+        "QuirkProfile",
+        on_delete=models.SET_NULL,
+        null=True,
+        blank=True,
+        related_name="chargers",
+        help_text="Corrections for this charger's known deviations; matched at each BootNotification",
+    )
+    quirk_profile_pinned = models.BooleanField(
+        default=False, help_text="Keep the chosen quirk profile instead of matching it at boot"
+    )
     created_at = models.DateTimeField(auto_now_add=True)
 
     class Meta:
@@ -110,6 +121,9 @@ class Connector(models.Model):
     charger = models.ForeignKey(Charger, on_delete=models.CASCADE, related_name="connectors")
     connector_id = models.PositiveIntegerField()
     evse_id = models.PositiveIntegerField(null=True, blank=True)
+    evse_connector_id = models.PositiveIntegerField(
+        null=True, blank=True, help_text="2.x: the connector's id within its EVSE"
+    )
     status = models.CharField(
         max_length=16, choices=ConnectorStatus.choices, default=ConnectorStatus.UNKNOWN
     )
@@ -143,6 +157,9 @@ class ConnectorStatusChange(models.Model):
     info = models.CharField(max_length=50, blank=True)
     timestamp = models.DateTimeField(help_text="When the charger says it happened")
     received_at = models.DateTimeField(default=timezone.now)
+    corrections = models.JSONField(
+        default=list, blank=True, help_text="Quirk corrections applied to what the charger sent"
+    )
 
     class Meta:
         ordering = ["-timestamp", "-id"]
@@ -160,7 +177,7 @@ class IdToken(models.Model):
     organization = models.ForeignKey(
         Organization, on_delete=models.CASCADE, related_name="id_tokens"
     )
-    token = models.CharField(max_length=36, help_text="The idTag (1.6) or idToken (2.x)")
+    token = models.CharField(max_length=255, help_text="The idTag (1.6) or idToken (2.x)")
     type = models.CharField(
         max_length=20,
         default="ISO14443",
@@ -171,7 +188,7 @@ class IdToken(models.Model):
     )
     expires_at = models.DateTimeField(null=True, blank=True)
     group_token = models.CharField(
-        max_length=36, blank=True, help_text="parentIdTag (1.6) or groupIdToken (2.x)"
+        max_length=255, blank=True, help_text="parentIdTag (1.6) or groupIdToken (2.x)"
     )
     owner_name = models.CharField(max_length=200, blank=True)
     owner_email = models.EmailField(blank=True)
@@ -207,7 +224,7 @@ class Session(models.Model):
     id_token = models.ForeignKey(
         IdToken, on_delete=models.SET_NULL, null=True, blank=True, related_name="sessions"
     )
-    id_tag = models.CharField(max_length=36, blank=True, help_text="As the charger sent it")
+    id_tag = models.CharField(max_length=255, blank=True, help_text="As the charger sent it")
     auth_status = models.CharField(max_length=16, blank=True)
     transaction_id = models.CharField(
         max_length=36, help_text="1.6: an integer we issue; 2.x: the charger's id"
@@ -225,8 +242,14 @@ class Session(models.Model):
     meter_stop_wh = models.DecimalField(max_digits=18, decimal_places=3, null=True, blank=True)
     energy_wh = models.DecimalField(max_digits=18, decimal_places=3, default=0)
     stop_reason = models.CharField(max_length=40, blank=True)
-    stop_id_tag = models.CharField(max_length=36, blank=True)
+    stop_id_tag = models.CharField(max_length=255, blank=True)
     reservation_id = models.BigIntegerField(null=True, blank=True)
+    remote_start_id = models.BigIntegerField(
+        null=True, blank=True, help_text="The id of the remote start request that began this session"
+    )
+    corrections = models.JSONField(
+        default=list, blank=True, help_text="Quirk corrections applied to what the charger sent"
+    )
     created_at = models.DateTimeField(auto_now_add=True)
     updated_at = models.DateTimeField(auto_now=True)
 
@@ -286,10 +309,13 @@ class MeterSample(models.Model):
     location = models.CharField(max_length=8, blank=True)
     context = models.CharField(max_length=24, blank=True)
     value = models.DecimalField(max_digits=24, decimal_places=6, null=True, blank=True)
-    unit = models.CharField(max_length=12, blank=True, help_text="The SI unit of value")
+    unit = models.CharField(max_length=20, blank=True, help_text="The SI unit of value")
     raw_value = models.CharField(max_length=2500, blank=True)
-    raw_unit = models.CharField(max_length=12, blank=True)
+    raw_unit = models.CharField(max_length=20, blank=True)
     signed_data = models.TextField(blank=True, help_text="Signed meter value, kept verbatim")
+    corrections = models.JSONField(
+        default=list, blank=True, help_text="Quirk corrections applied to what the charger sent"
+    )
 
     class Meta:
         ordering = ["-timestamp", "-id"]
@@ -322,6 +348,8 @@ class Frame(models.Model):
         CALL = 2, "CALL"
         RESULT = 3, "CALLRESULT"
         ERROR = 4, "CALLERROR"
+        RESULT_ERROR = 5, "CALLRESULTERROR"  # 2.1: the answer to a CALLRESULT that was not valid
+        SEND = 6, "SEND"  # 2.1: a message that gets no answer
 
     charger = models.ForeignKey(
         Charger, on_delete=models.CASCADE, null=True, blank=True, related_name="frames"
@@ -356,6 +384,26 @@ class ChargerEvent(models.Model):
         LOG = "LogStatus"
         CONNECTION = "Connection"
         RECONCILIATION = "Reconciliation"
+        # OCPP 2.x notifications
+        DEVICE_EVENT = "DeviceEvent"
+        MONITORING_REPORT = "MonitoringReport"
+        DEVICE_REPORT = "DeviceReport"
+        PUBLISH_FIRMWARE = "PublishFirmwareStatus"
+        CHARGING_LIMIT = "ChargingLimit"
+        EV_CHARGING_SCHEDULE = "EVChargingSchedule"
+        CHARGING_PROFILES = "ChargingProfilesReport"
+        RESERVATION = "ReservationStatus"
+        CUSTOMER_INFORMATION = "CustomerInformation"
+        DISPLAY_MESSAGES = "DisplayMessages"
+        CERTIFICATE = "Certificate"
+        # OCPP 2.1 notifications
+        BATTERY_SWAP = "BatterySwap"
+        DER = "DER"
+        PERIODIC_EVENT_STREAM = "PeriodicEventStream"
+        PRIORITY_CHARGING = "PriorityCharging"
+        SETTLEMENT = "Settlement"
+        VAT_NUMBER = "VatNumberValidation"
+        DYNAMIC_SCHEDULE = "DynamicSchedule"
 
     charger = models.ForeignKey(Charger, on_delete=models.CASCADE, related_name="events")
     kind = models.CharField(max_length=24, choices=Kind.choices)
@@ -381,3 +429,197 @@ class DataTransferRecord(models.Model):
 
     class Meta:
         ordering = ["-timestamp", "-id"]
+
+
+# --- Quirk profiles ------------------------------------------------------------------------------
+
+
+class QuirkProfile(models.Model):
+    """Corrections for the known deviations of one vendor's chargers (optionally one model).
+
+    Matched from the BootNotification: the profile with the most specific model pattern wins.
+    The raw frame in the journal is never touched; corrected values record what was applied.
+    """
+
+    name = models.CharField(max_length=100, unique=True)
+    vendor = models.CharField(max_length=255, help_text="The vendor the charger names, case ignored")
+    model_pattern = models.CharField(
+        max_length=255,
+        blank=True,
+        help_text="Shell-style pattern for the model, case ignored (OC-22*); empty matches every model",
+    )
+    corrections = models.JSONField(default=list, blank=True)
+    enabled = models.BooleanField(default=True)
+    notes = models.TextField(blank=True)
+    created_at = models.DateTimeField(auto_now_add=True)
+    updated_at = models.DateTimeField(auto_now=True)
+
+    class Meta:
+        ordering = ["vendor", "model_pattern", "name"]
+
+    def __str__(self) -> str:
+        return self.name
+
+
+# --- OCPP 2.x transactions -----------------------------------------------------------------------
+
+
+class TransactionEventRecord(models.Model):
+    """One 2.x TransactionEvent, kept per session for ordering, gaps and idempotent re-sends."""
+
+    session = models.ForeignKey(Session, on_delete=models.CASCADE, related_name="transaction_events")
+    event_key = models.CharField(
+        max_length=80, help_text="seqNo, or a content fingerprint for chargers that reuse seqNo"
+    )
+    seq_no = models.BigIntegerField()
+    event_type = models.CharField(max_length=8)
+    trigger_reason = models.CharField(max_length=32)
+    timestamp = models.DateTimeField()
+    offline = models.BooleanField(default=False)
+    charging_state = models.CharField(max_length=16, blank=True)
+    stopped_reason = models.CharField(max_length=40, blank=True)
+    remote_start_id = models.BigIntegerField(null=True, blank=True)
+    id_token = models.CharField(max_length=255, blank=True)
+    id_token_type = models.CharField(max_length=20, blank=True)
+    fingerprint = models.CharField(max_length=64)
+    response = models.JSONField(default=dict, blank=True, help_text="The answer given, for re-sends")
+    corrections = models.JSONField(default=list, blank=True)
+    received_at = models.DateTimeField(default=timezone.now)
+
+    class Meta:
+        ordering = ["session", "seq_no", "timestamp", "id"]
+        constraints = [
+            models.UniqueConstraint(fields=["session", "event_key"], name="transaction_event_once")
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.session} #{self.seq_no} {self.event_type}"
+
+
+# --- OCPP 2.x device model -----------------------------------------------------------------------
+
+
+class DeviceVariable(models.Model):
+    """A variable of a component in a charger's device model, as NotifyReport describes it."""
+
+    charger = models.ForeignKey(Charger, on_delete=models.CASCADE, related_name="device_variables")
+    key = models.CharField(max_length=255, help_text="component/instance/evse/connector/variable/instance")
+    component_name = models.CharField(max_length=50)
+    component_instance = models.CharField(max_length=50, blank=True)
+    evse_id = models.PositiveIntegerField(null=True, blank=True)
+    connector_id = models.PositiveIntegerField(null=True, blank=True)
+    variable_name = models.CharField(max_length=50)
+    variable_instance = models.CharField(max_length=50, blank=True)
+    # Characteristics
+    unit = models.CharField(max_length=16, blank=True)
+    data_type = models.CharField(max_length=20, blank=True)
+    min_limit = models.DecimalField(max_digits=24, decimal_places=6, null=True, blank=True)
+    max_limit = models.DecimalField(max_digits=24, decimal_places=6, null=True, blank=True)
+    max_elements = models.PositiveIntegerField(null=True, blank=True)
+    values_list = models.TextField(blank=True)
+    supports_monitoring = models.BooleanField(null=True, blank=True)
+    report_request_id = models.BigIntegerField(null=True, blank=True)
+    reported_at = models.DateTimeField(default=timezone.now)
+
+    class Meta:
+        ordering = ["charger", "component_name", "component_instance", "evse_id", "connector_id", "variable_name"]
+        constraints = [models.UniqueConstraint(fields=["charger", "key"], name="device_variable_once")]
+
+    def __str__(self) -> str:
+        return self.key
+
+
+class DeviceVariableAttribute(models.Model):
+    """One attribute (Actual, Target, MinSet, MaxSet) of a device model variable."""
+
+    variable = models.ForeignKey(DeviceVariable, on_delete=models.CASCADE, related_name="attributes")
+    type = models.CharField(max_length=8, default="Actual")
+    value = models.TextField(blank=True)
+    has_value = models.BooleanField(default=True, help_text="False when the charger left the value out")
+    mutability = models.CharField(max_length=10, blank=True)
+    persistent = models.BooleanField(null=True, blank=True)
+    constant = models.BooleanField(null=True, blank=True)
+
+    class Meta:
+        ordering = ["variable", "type"]
+        constraints = [
+            models.UniqueConstraint(fields=["variable", "type"], name="device_attribute_once")
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.variable.key} {self.type}"
+
+
+class DeviceVariableMonitor(models.Model):
+    """A monitor set on a device model variable, as NotifyMonitoringReport describes it."""
+
+    variable = models.ForeignKey(DeviceVariable, on_delete=models.CASCADE, related_name="monitors")
+    monitor_id = models.BigIntegerField()
+    type = models.CharField(max_length=24)
+    value = models.DecimalField(max_digits=24, decimal_places=6)
+    severity = models.PositiveSmallIntegerField()
+    transaction = models.BooleanField(default=False)
+    report_request_id = models.BigIntegerField(null=True, blank=True)
+    reported_at = models.DateTimeField(default=timezone.now)
+
+    class Meta:
+        ordering = ["variable", "monitor_id"]
+        constraints = [
+            models.UniqueConstraint(fields=["variable", "monitor_id"], name="device_monitor_once")
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.variable.key} monitor {self.monitor_id}"
+
+
+# --- OCPP 2.x smart charging inputs --------------------------------------------------------------
+
+
+class ExternalChargingLimit(models.Model):
+    """A limit set on the charger by something other than us (EMS, DSO, ...): NotifyChargingLimit."""
+
+    charger = models.ForeignKey(Charger, on_delete=models.CASCADE, related_name="external_limits")
+    evse_id = models.PositiveIntegerField(null=True, blank=True)
+    source = models.CharField(max_length=20, help_text="chargingLimitSource: EMS, Other, SO, CSO, ...")
+    is_grid_critical = models.BooleanField(null=True, blank=True)
+    schedules = models.JSONField(default=list, blank=True, help_text="chargingSchedule as sent")
+    detail = models.JSONField(default=dict, blank=True)
+    received_at = models.DateTimeField(default=timezone.now)
+    cleared_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        ordering = ["-received_at", "-id"]
+        indexes = [models.Index(fields=["charger", "cleared_at"])]
+
+    def __str__(self) -> str:
+        return f"{self.charger_id} {self.source} limit"
+
+
+class EVChargingNeeds(models.Model):
+    """What an EV asked for over ISO 15118 (NotifyEVChargingNeeds), kept for smart charging."""
+
+    charger = models.ForeignKey(Charger, on_delete=models.CASCADE, related_name="ev_charging_needs")
+    session = models.ForeignKey(
+        Session, on_delete=models.SET_NULL, null=True, blank=True, related_name="ev_charging_needs"
+    )
+    evse_id = models.PositiveIntegerField()
+    requested_energy_transfer = models.CharField(max_length=20)
+    departure_time = models.DateTimeField(null=True, blank=True)
+    energy_amount_wh = models.DecimalField(max_digits=18, decimal_places=3, null=True, blank=True)
+    min_current_a = models.DecimalField(max_digits=12, decimal_places=3, null=True, blank=True)
+    max_current_a = models.DecimalField(max_digits=12, decimal_places=3, null=True, blank=True)
+    max_voltage_v = models.DecimalField(max_digits=12, decimal_places=3, null=True, blank=True)
+    max_power_w = models.DecimalField(max_digits=14, decimal_places=3, null=True, blank=True)
+    state_of_charge = models.PositiveSmallIntegerField(null=True, blank=True)
+    energy_capacity_wh = models.DecimalField(max_digits=18, decimal_places=3, null=True, blank=True)
+    max_schedule_tuples = models.PositiveIntegerField(null=True, blank=True)
+    response_status = models.CharField(max_length=12)
+    detail = models.JSONField(default=dict, blank=True, help_text="The request as sent")
+    received_at = models.DateTimeField(default=timezone.now)
+
+    class Meta:
+        ordering = ["-received_at", "-id"]
+        indexes = [models.Index(fields=["charger", "evse_id", "-received_at"])]
+
+    def __str__(self) -> str:
+        return f"{self.charger_id} EVSE {self.evse_id} {self.requested_energy_transfer}"

@@ -149,6 +149,8 @@ class Sample:
     raw_value: str
     raw_unit: str
     signed_data: str = ""
+    # Quirk corrections applied to what the charger sent (see chargers.quirks).
+    corrections: tuple[str, ...] = ()
 
 
 def samples_from_v16(meter_values: list[dict[str, Any]]) -> list[Sample]:
@@ -262,6 +264,7 @@ class StartRequest:
     timestamp: datetime
     start_key: str
     reservation_id: int | None = None
+    corrections: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True, slots=True)
@@ -272,3 +275,4 @@ class StopRequest:
     timestamp: datetime
     reason: str
     samples: list[Sample] = field(default_factory=list)
+    corrections: tuple[str, ...] = ()

@@ -7,6 +7,7 @@ writer flushes them.
 
 from __future__ import annotations
 
+from datetime import datetime
 from decimal import Decimal
 from typing import Any
 
@@ -15,7 +16,7 @@ from ocpp.routing import on
 from ocpp.v16 import call_result, datatypes
 from ocpp.v16.enums import Action
 
-from . import datatransfer, normalize, services
+from . import datatransfer, normalize, protocol, quirks, services
 from .batching import BatchWriter, SampleRow, StatusRow
 from .models import ChargerEvent, Frame, RegistrationStatus
 
@@ -52,9 +53,33 @@ class ChargePoint16:
         self.connection = connection
         self.writer = writer
         self.registration_status = connection.registration_status
+        self.context = quirks.Context(connection.corrections, connection.time_zone)
 
     def accepts_requests(self) -> bool:
         return self.registration_status == RegistrationStatus.ACCEPTED
+
+    def prepare_call(self, call: protocol.Call) -> protocol.Call:
+        """A charger whose quirk profile says it leaves out StopTransaction's transactionId gets
+        it filled with 0 (which then means: its open session) so that the frame validates."""
+        if (
+            call.action == "StopTransaction"
+            and "transactionId" not in call.payload
+            and self.context.has(quirks.Correction.STOP_WITHOUT_TRANSACTION_ID)
+        ):
+            return protocol.Call(call.message_id, call.action, {**call.payload, "transactionId": 0})
+        return call
+
+    def _time(self, text: str) -> quirks.Corrected[datetime]:
+        return quirks.read_timestamp(text, self.context, received_at=normalize.utc_now())
+
+    def _meter(self, wh: int) -> quirks.Corrected[Decimal]:
+        return quirks.correct_energy(
+            Decimal(wh), measurand=normalize.ENERGY_REGISTER, unit_label="", context=self.context
+        )
+
+    @property
+    def _register_resets(self) -> bool:
+        return self.context.has(quirks.Correction.REGISTER_RESETS_ON_REBOOT)
 
     @property
     def charger_pk(self) -> int:
@@ -86,6 +111,7 @@ class ChargePoint16:
             charger_pk=self.charger_pk, info=info
         )
         self.registration_status = result.status
+        self.context = quirks.Context(result.corrections, self.context.time_zone)
         return call_result.BootNotification(
             current_time=normalize.format_datetime(normalize.utc_now()),
             interval=result.interval,
@@ -102,10 +128,10 @@ class ChargePoint16:
         self, connector_id: int, error_code: str, status: str, **kwargs: Any
     ) -> call_result.StatusNotification:
         normalize.check_integer(connector_id, "connectorId")
-        timestamp = (
-            normalize.parse_datetime(kwargs["timestamp"])
+        moment = (
+            self._time(kwargs["timestamp"])
             if kwargs.get("timestamp")
-            else normalize.utc_now()
+            else quirks.Corrected(normalize.utc_now())
         )
         self.writer.add_status(
             StatusRow(
@@ -120,7 +146,8 @@ class ChargePoint16:
                 info=kwargs.get("info", ""),
                 vendor_id=kwargs.get("vendor_id", ""),
                 vendor_error_code=kwargs.get("vendor_error_code", ""),
-                timestamp=timestamp,
+                timestamp=moment.value,
+                corrections=moment.corrections,
             )
         )
         return call_result.StatusNotification()
@@ -140,15 +167,17 @@ class ChargePoint16:
         normalize.check_integer(meter_start, "meterStart", **_METER_WH)
         if kwargs.get("reservation_id") is not None:
             normalize.check_integer(kwargs["reservation_id"], "reservationId", **_TRANSACTION_ID)
+        moment, meter = self._time(timestamp), self._meter(meter_start)
         request = normalize.StartRequest(
             connector_id=connector_id,
             id_tag=id_tag,
-            meter_start_wh=Decimal(meter_start),
-            timestamp=normalize.parse_datetime(timestamp),
+            meter_start_wh=meter.value,
+            timestamp=moment.value,
             start_key=normalize.start_fingerprint(
                 connector_id=connector_id, id_tag=id_tag, meter_start=meter_start, timestamp=timestamp
             ),
             reservation_id=kwargs.get("reservation_id"),
+            corrections=quirks.merge(moment.corrections, meter.corrections),
         )
         result = await database_sync_to_async(services.session_start)(
             charger_pk=self.charger_pk,
@@ -165,7 +194,7 @@ class ChargePoint16:
         self, connector_id: int, meter_value: list[dict[str, Any]], **kwargs: Any
     ) -> call_result.MeterValues:
         normalize.check_integer(connector_id, "connectorId")
-        samples = normalize.samples_from_v16(meter_value)
+        samples = quirks.samples_from_v16(meter_value, self.context, received_at=normalize.utc_now())
         transaction_id = kwargs.get("transaction_id")
         if transaction_id is not None:
             normalize.check_integer(transaction_id, "transactionId", **_TRANSACTION_ID)
@@ -181,6 +210,7 @@ class ChargePoint16:
                 connector_id=connector_id,
                 transaction_id=str(transaction_id),
                 samples=samples,
+                register_resets=self._register_resets,
             )
         return call_result.MeterValues()
 
@@ -190,13 +220,19 @@ class ChargePoint16:
     ) -> call_result.StopTransaction:
         normalize.check_integer(transaction_id, "transactionId", **_TRANSACTION_ID)
         normalize.check_integer(meter_stop, "meterStop", **_METER_WH)
+        moment, meter = self._time(timestamp), self._meter(meter_stop)
+        # With the quirk on, 0 (or a left-out id, see prepare_call) means: the open session.
+        infer = transaction_id == 0 and self.context.has(quirks.Correction.STOP_WITHOUT_TRANSACTION_ID)
         request = normalize.StopRequest(
-            transaction_id=str(transaction_id),
+            transaction_id="" if infer else str(transaction_id),
             id_tag=kwargs.get("id_tag", ""),
-            meter_stop_wh=Decimal(meter_stop),
-            timestamp=normalize.parse_datetime(timestamp),
+            meter_stop_wh=meter.value,
+            timestamp=moment.value,
             reason=kwargs.get("reason", "Local"),
-            samples=normalize.samples_from_v16(kwargs.get("transaction_data") or []),
+            samples=quirks.samples_from_v16(
+                kwargs.get("transaction_data") or [], self.context, received_at=normalize.utc_now()
+            ),
+            corrections=quirks.merge(moment.corrections, meter.corrections),
         )
         result = await database_sync_to_async(services.session_stop)(
             charger_pk=self.charger_pk,
@@ -209,6 +245,7 @@ class ChargePoint16:
                 **({"idTag": request.id_tag} if request.id_tag else {}),
                 **({"reason": kwargs["reason"]} if "reason" in kwargs else {}),
             },
+            register_resets=self._register_resets,
         )
         return call_result.StopTransaction(
             id_tag_info=_id_tag_info(result.authorization) if result.authorization else None

@@ -20,7 +20,7 @@ from django.utils import timezone
 
 from cpms.models import Organization
 
-from . import events, normalize, passwords
+from . import events, metering, normalize, normalize2x, passwords, quirks
 from .batching import FrameRow, SampleRow, StatusRow
 from .models import (
     Charger,
@@ -28,14 +28,18 @@ from .models import (
     Connector,
     ConnectorStatusChange,
     DataTransferRecord,
+    EVChargingNeeds,
+    ExternalChargingLimit,
     Frame,
     IdToken,
     IdTokenStatus,
     MeterSample,
+    QuirkProfile,
     RegistrationStatus,
     Session,
     SessionState,
     Site,
+    TransactionEventRecord,
     UnmatchedStop,
 )
 
@@ -122,6 +126,9 @@ class Connection:
     heartbeat_interval: int
     # The consumer that held this charger's socket before, to be told to close it.
     previous_channel: str = ""
+    # The charger's quirk corrections and its site's time zone (see chargers.quirks).
+    corrections: frozenset[str] = frozenset()
+    time_zone: str = "UTC"
 
 
 class Refused(Exception):
@@ -132,7 +139,7 @@ def charger_connect(
     *, identity: str, password: str | None, ocpp_version: str, channel_name: str
 ) -> Connection:
     """Authenticate a charger at the WebSocket handshake and mark it connected."""
-    charger = Charger.objects.filter(identity=identity).first()
+    charger = Charger.objects.select_related("site", "quirk_profile").filter(identity=identity).first()
     if charger is None:
         if not settings.CPMS_AUTO_REGISTER:
             raise Refused(f"unknown charger {identity!r}")
@@ -173,7 +180,29 @@ def charger_connect(
         registration_status=charger.registration_status,
         heartbeat_interval=charger.heartbeat_interval or settings.CPMS_HEARTBEAT_INTERVAL,
         previous_channel=charger.channel_name if charger.channel_name != channel_name else "",
+        corrections=_profile_corrections(charger.quirk_profile),
+        time_zone=charger.site.time_zone if charger.site else "UTC",
     )
+
+
+def _profile_corrections(profile: QuirkProfile | None) -> frozenset[str]:
+    if profile is None or not profile.enabled:
+        return frozenset()
+    return frozenset(str(name) for name in profile.corrections or [])
+
+
+def quirk_profile_match(*, vendor: str, model: str) -> QuirkProfile | None:
+    """The enabled quirk profile for a vendor and model, the most specific one first."""
+    candidates = list(QuirkProfile.objects.filter(enabled=True, vendor__iexact=vendor.strip()))
+    best = quirks.match_profile(
+        [
+            quirks.Profile(pk=p.pk, vendor=p.vendor, model_pattern=p.model_pattern)
+            for p in candidates
+        ],
+        vendor=vendor,
+        model=model,
+    )
+    return next((p for p in candidates if best is not None and p.pk == best.pk), None)
 
 
 def charger_disconnect(*, charger_pk: int, channel_name: str, close_code: int | None) -> None:
@@ -232,12 +261,14 @@ class BootInfo:
     imsi: str = ""
     meter_type: str = ""
     meter_serial_number: str = ""
+    reason: str = ""  # 2.x BootNotification reason
 
 
 @dataclass(frozen=True, slots=True)
 class BootResult:
     status: str
     interval: int
+    corrections: frozenset[str] = frozenset()
 
 
 def charger_boot(*, charger_pk: int, info: BootInfo) -> BootResult:
@@ -254,13 +285,20 @@ def charger_boot(*, charger_pk: int, info: BootInfo) -> BootResult:
         charger.meter_serial_number = info.meter_serial_number
         charger.last_boot_at = now
         charger.last_seen = now
+        if not charger.quirk_profile_pinned:
+            charger.quirk_profile = quirk_profile_match(vendor=info.vendor, model=info.model)
         charger.save()
+        detail = {"vendor": info.vendor, "model": info.model, "firmware": info.firmware_version}
+        if info.reason:
+            detail["reason"] = info.reason
+        if charger.quirk_profile is not None:
+            detail["quirk_profile"] = charger.quirk_profile.name
         ChargerEvent.objects.create(
             charger=charger,
             kind=ChargerEvent.Kind.BOOT,
             status=charger.registration_status,
             timestamp=now,
-            detail={"vendor": info.vendor, "model": info.model, "firmware": info.firmware_version},
+            detail=detail,
         )
         events.publish(
             "charger.booted",
@@ -272,7 +310,11 @@ def charger_boot(*, charger_pk: int, info: BootInfo) -> BootResult:
         interval = charger.heartbeat_interval or settings.CPMS_HEARTBEAT_INTERVAL
     else:
         interval = settings.CPMS_BOOT_RETRY_INTERVAL
-    return BootResult(status=charger.registration_status, interval=interval)
+    return BootResult(
+        status=charger.registration_status,
+        interval=interval,
+        corrections=_profile_corrections(charger.quirk_profile),
+    )
 
 
 # --- Authorization -------------------------------------------------------------------------------
@@ -287,10 +329,21 @@ class Authorization:
 
 
 def id_token_authorize(
-    *, organization_pk: int, token: str, exclude_session_pk: int | None = None, check_concurrent: bool = True
+    *,
+    organization_pk: int,
+    token: str,
+    exclude_session_pk: int | None = None,
+    check_concurrent: bool = True,
+    case_insensitive: bool = False,
 ) -> Authorization:
-    """The authorization of an id token: Accepted, Blocked, Expired, Invalid or ConcurrentTx."""
-    id_token = IdToken.objects.filter(organization_id=organization_pk, token=token).first()
+    """The authorization of an id token: Accepted, Blocked, Expired, Invalid or ConcurrentTx.
+
+    2.x id tokens are case insensitive: an exact match wins, any casing matches otherwise.
+    """
+    tokens = IdToken.objects.filter(organization_id=organization_pk)
+    id_token = tokens.filter(token=token).first()
+    if id_token is None and case_insensitive:
+        id_token = tokens.filter(token__iexact=token).order_by("pk").first()
     if id_token is None:
         return Authorization(status="Invalid")
     status = id_token.status
@@ -416,6 +469,7 @@ def session_start(
                 started_at=request.timestamp,
                 meter_start_wh=request.meter_start_wh,
                 reservation_id=request.reservation_id,
+                corrections=list(request.corrections),
             )
             events.publish(
                 "session.started",
@@ -498,21 +552,33 @@ class StopResult:
 
 
 def session_stop(
-    *, charger_pk: int, organization_pk: int, request: normalize.StopRequest, raw_payload: dict[str, Any]
+    *,
+    charger_pk: int,
+    organization_pk: int,
+    request: normalize.StopRequest,
+    raw_payload: dict[str, Any],
+    register_resets: bool = False,
 ) -> StopResult:
-    """Close a session for a 1.6 StopTransaction; idempotent, and unknown ids are kept."""
+    """Close a session for a 1.6 StopTransaction; idempotent, and unknown ids are kept.
+
+    An empty ``transaction_id`` (a charger whose quirk profile says it leaves it out or sends 0)
+    stops the charger's one open session, or the one open session of the same id tag.
+    """
     authorization = (
         id_token_authorize(organization_pk=organization_pk, token=request.id_tag, check_concurrent=False)
         if request.id_tag
         else None
     )
     with transaction.atomic():
-        session = (
-            Session.objects.select_for_update()
-            .select_related("charger")
-            .filter(charger_id=charger_pk, transaction_id=request.transaction_id)
-            .first()
-        )
+        if request.transaction_id:
+            session = (
+                Session.objects.select_for_update()
+                .select_related("charger")
+                .filter(charger_id=charger_pk, transaction_id=request.transaction_id)
+                .first()
+            )
+        else:
+            session = _session_for_stop_without_id(charger_pk, request)
         if session is None:
             UnmatchedStop.objects.get_or_create(
                 charger_id=charger_pk,
@@ -532,9 +598,16 @@ def session_stop(
         session.state = SessionState.COMPLETED
         session.stopped_at = request.timestamp
         session.meter_stop_wh = request.meter_stop_wh
-        session.energy_wh = max(Decimal(0), request.meter_stop_wh - session.meter_start_wh)
         session.stop_reason = request.reason
         session.stop_id_tag = request.id_tag
+        session.corrections = list(
+            quirks.merge(
+                session.corrections or [],
+                request.corrections,
+                [] if request.transaction_id else [quirks.Correction.STOP_WITHOUT_TRANSACTION_ID.value],
+            )
+        )
+        _session_energy_refresh(session, explicit_start=True, register_resets=register_resets)
         session.save()
         events.publish(
             "session.ended",
@@ -545,6 +618,72 @@ def session_stop(
     return StopResult(authorization=authorization, matched=True)
 
 
+def _session_for_stop_without_id(charger_pk: int, request: normalize.StopRequest) -> Session | None:
+    """The session a StopTransaction with no usable transactionId stops, if it is unambiguous."""
+    sessions = Session.objects.select_for_update().select_related("charger").filter(charger_id=charger_pk)
+    # A re-send of a stop already applied finds the session it closed.
+    stopped = sessions.filter(
+        state=SessionState.COMPLETED,
+        stopped_at=request.timestamp,
+        meter_stop_wh=request.meter_stop_wh,
+        stop_id_tag=request.id_tag,
+    ).first()
+    if stopped is not None:
+        return stopped
+    active = list(sessions.filter(state=SessionState.ACTIVE).order_by("-started_at", "-pk")[:10])
+    if len(active) > 1 and request.id_tag:
+        active = [s for s in active if s.id_tag == request.id_tag]
+    return active[0] if len(active) == 1 else None
+
+
+def _session_energy_refresh(
+    session: Session, *, explicit_start: bool, register_resets: bool = False
+) -> None:
+    """Recompute a session's energy from all its register readings (not saved here).
+
+    ``explicit_start``: the start message carried the start reading (1.6 meterStart), and a
+    completed session's meterStop closes the series. Otherwise (2.x) the first and last readings
+    are the session's start and stop readings.
+    """
+    rows = MeterSample.objects.filter(
+        session=session,
+        measurand=normalize.ENERGY_REGISTER,
+        phase="",
+        location__in=metering.SESSION_LOCATIONS,
+        value__isnull=False,
+    ).values_list("timestamp", "value")
+    readings = [metering.Reading(moment, value) for moment, value in rows]
+    completed = session.state == SessionState.COMPLETED
+    if explicit_start:
+        energy = metering.session_energy(
+            readings,
+            start=metering.Reading(session.started_at, session.meter_start_wh),
+            stop=(
+                metering.Reading(session.stopped_at, session.meter_stop_wh)
+                if completed and session.stopped_at and session.meter_stop_wh is not None
+                else None
+            ),
+            resets_on_reboot=register_resets,
+        )
+    else:
+        energy = metering.session_energy(readings, resets_on_reboot=register_resets)
+        session.meter_start_wh = energy.first_wh if energy.first_wh is not None else Decimal(0)
+        if completed:
+            session.meter_stop_wh = energy.last_wh if energy.last_wh is not None else session.meter_start_wh
+    session.energy_wh = energy.energy_wh
+    anomalies = [
+        name
+        for name, seen in (
+            (quirks.Correction.REGISTER_RESETS_ON_REBOOT.value, energy.resets),
+            ("register_rollover", energy.rollovers),
+            ("register_fall_ignored", energy.ignored_falls),
+        )
+        if seen
+    ]
+    if anomalies:
+        session.corrections = list(quirks.merge(session.corrections or [], anomalies))
+
+
 def session_meter_values(
     *,
     charger_pk: int,
@@ -552,6 +691,7 @@ def session_meter_values(
     connector_id: int,
     transaction_id: str,
     samples: list[normalize.Sample],
+    register_resets: bool = False,
 ) -> bool:
     """Persist samples that belong to a transaction; returns whether the session is known."""
     with transaction.atomic():
@@ -563,11 +703,11 @@ def session_meter_values(
         _samples_insert(charger_pk, connector_id, session, samples)
         if session is None:
             return False
-        register = normalize.last_energy_register(samples)
-        if session.state == SessionState.ACTIVE and register is not None:
-            energy = max(Decimal(0), register - session.meter_start_wh)
-            Session.objects.filter(pk=session.pk).update(energy_wh=energy, updated_at=timezone.now())
-            session.energy_wh = energy
+        if session.state == SessionState.ACTIVE and any(metering.is_session_register(s) for s in samples):
+            _session_energy_refresh(session, explicit_start=True, register_resets=register_resets)
+            Session.objects.filter(pk=session.pk).update(
+                energy_wh=session.energy_wh, corrections=session.corrections, updated_at=timezone.now()
+            )
         events.publish(
             "session.meter",
             organization_pk=organization_pk,
@@ -604,6 +744,7 @@ def _sample_model(charger_pk: int, connector_id: int, session: Session | None, s
         raw_value=s.raw_value,
         raw_unit=s.raw_unit,
         signed_data=s.signed_data,
+        corrections=list(s.corrections),
     )
 
 
@@ -613,6 +754,360 @@ def _samples_insert(
     MeterSample.objects.bulk_create(
         [_sample_model(charger_pk, connector_id, session, s) for s in samples],
         ignore_conflicts=True,
+    )
+
+
+# --- OCPP 2.x authorization and transactions -----------------------------------------------------
+
+
+def id_token_authorize_2x(
+    *, organization_pk: int, id_token: normalize2x.IdTokenIn, exclude_session_pk: int | None = None
+) -> dict[str, Any]:
+    """A 2.x idTokenInfo (snake_case keys, as ``call_result`` takes it) for an idToken."""
+    return _authorize_2x(organization_pk, id_token, exclude_session_pk)[0]
+
+
+def _authorize_2x(
+    organization_pk: int, id_token: normalize2x.IdTokenIn, exclude_session_pk: int | None
+) -> tuple[dict[str, Any], int | None]:
+    if not id_token.needs_lookup:
+        # NoAuthorization: the charger decided no authorization is needed.
+        return {"status": "Accepted"}, None
+    authorization = id_token_authorize(
+        organization_pk=organization_pk,
+        token=id_token.token,
+        exclude_session_pk=exclude_session_pk,
+        case_insensitive=True,
+    )
+    if authorization.id_token_pk is None:
+        return {"status": "Unknown"}, None
+    info: dict[str, Any] = {"status": authorization.status}
+    if authorization.expires_at is not None:
+        info["cache_expiry_date_time"] = normalize.format_datetime(authorization.expires_at)
+    if authorization.group_token:
+        group_type = (
+            IdToken.objects.filter(organization_id=organization_pk, token=authorization.group_token)
+            .values_list("type", flat=True)
+            .first()
+        )
+        info["group_id_token"] = {"id_token": authorization.group_token, "type": group_type or "Central"}
+    return info, authorization.id_token_pk
+
+
+@dataclass(frozen=True, slots=True)
+class TransactionEventResult:
+    id_token_info: dict[str, Any] | None
+    session_pk: int
+    connector_number: int
+    ended: bool
+    duplicate: bool
+
+
+def session_transaction_event(
+    *,
+    charger_pk: int,
+    organization_pk: int,
+    event: normalize2x.TransactionEventIn,
+    ocpp_version: str,
+    corrections: frozenset[str] = frozenset(),
+) -> TransactionEventResult:
+    """Apply a 2.x TransactionEvent to its session: persisted before it is answered, idempotent.
+
+    A re-send (same seqNo and content) gets the first answer and changes nothing. Events may come
+    in any order: a session is opened by whichever event arrives first, a late Started only
+    corrects the start, and a late Updated after Ended still adds its readings.
+    """
+    for attempt in (1, 2):
+        try:
+            with transaction.atomic():
+                return _transaction_event_apply(
+                    charger_pk=charger_pk,
+                    organization_pk=organization_pk,
+                    event=event,
+                    ocpp_version=ocpp_version,
+                    corrections=corrections,
+                )
+        except IntegrityError:
+            # A concurrent copy of this event (or of the session's first event) won the race.
+            if attempt == 2:
+                raise
+    raise AssertionError("unreachable")
+
+
+def _transaction_event_apply(
+    *,
+    charger_pk: int,
+    organization_pk: int,
+    event: normalize2x.TransactionEventIn,
+    ocpp_version: str,
+    corrections: frozenset[str],
+) -> TransactionEventResult:
+    session = (
+        Session.objects.select_for_update()
+        .select_related("charger")
+        .filter(charger_id=charger_pk, transaction_id=event.transaction_id)
+        .first()
+    )
+    created = session is None
+    if session is None:
+        session = _session_open_2x(charger_pk=charger_pk, event=event, ocpp_version=ocpp_version)
+
+    content_keyed = quirks.Correction.DUPLICATE_SEQ_NO.value in corrections
+    key = f"sha:{event.fingerprint}" if content_keyed else event.event_key
+    previous = TransactionEventRecord.objects.filter(session=session, event_key=key).first()
+    conflict = previous is not None and previous.fingerprint != event.fingerprint
+    if conflict:
+        # The seqNo is taken by an event with other content: never drop what the charger says,
+        # keep it beside the first and tell the operator.
+        key = f"{key}#{event.fingerprint[:16]}"
+        previous = TransactionEventRecord.objects.filter(session=session, event_key=key).first()
+    if previous is not None:
+        return TransactionEventResult(
+            id_token_info=previous.response.get("id_token_info"),
+            session_pk=session.pk,
+            connector_number=session.connector_number,
+            ended=session.state == SessionState.COMPLETED,
+            duplicate=True,
+        )
+
+    was_active = session.state == SessionState.ACTIVE
+    if event.connector_number is not None and session.connector_id is None:
+        session.connector = _connector_for_evse(charger_pk, event)
+        session.connector_number = event.connector_number
+        session.evse_id = event.evse_id
+    if event.event_type == "Started":
+        session.started_at = event.timestamp
+        if created and session.connector_id is not None:
+            for stale in Session.objects.select_for_update().filter(
+                charger_id=charger_pk,
+                connector_id=session.connector_id,
+                state=SessionState.ACTIVE,
+                started_at__lt=event.timestamp,
+            ).exclude(pk=session.pk):
+                _session_close_superseded(stale, superseded_at=event.timestamp, meter_wh=Decimal(0))
+    elif event.timestamp < session.started_at:
+        session.started_at = event.timestamp
+    if event.remote_start_id is not None and session.remote_start_id is None:
+        session.remote_start_id = event.remote_start_id
+    if event.reservation_id is not None and session.reservation_id is None:
+        session.reservation_id = event.reservation_id
+
+    id_token_info = None
+    if event.id_token is not None:
+        id_token_info, id_token_pk = _authorize_2x(organization_pk, event.id_token, session.pk)
+        stopping = event.event_type == "Ended" or event.trigger_reason == "StopAuthorized"
+        if stopping and session.id_tag:
+            session.stop_id_tag = event.id_token.token
+        elif not session.id_tag:
+            session.id_tag = event.id_token.token
+            session.auth_status = id_token_info["status"]
+            session.id_token_id = id_token_pk
+
+    if event.event_type == "Ended" and (
+        was_active or session.stop_reason == "SupersededByNewTransaction"
+    ):
+        session.state = SessionState.COMPLETED
+        session.stopped_at = max(event.timestamp, session.started_at)
+        session.stop_reason = event.stopped_reason or "Local"
+
+    session.corrections = list(
+        quirks.merge(
+            session.corrections or [],
+            event.corrections,
+            [quirks.Correction.DUPLICATE_SEQ_NO.value] if content_keyed else [],
+        )
+    )
+    _samples_insert(charger_pk, session.connector_number, session, event.samples)
+    _session_energy_refresh(
+        session,
+        explicit_start=False,
+        register_resets=quirks.Correction.REGISTER_RESETS_ON_REBOOT.value in corrections,
+    )
+    session.save()
+
+    TransactionEventRecord.objects.create(
+        session=session,
+        event_key=key,
+        seq_no=event.seq_no,
+        event_type=event.event_type,
+        trigger_reason=event.trigger_reason,
+        timestamp=event.timestamp,
+        offline=event.offline,
+        charging_state=event.charging_state,
+        stopped_reason=event.stopped_reason,
+        remote_start_id=event.remote_start_id,
+        id_token=event.id_token.token if event.id_token else "",
+        id_token_type=event.id_token.type if event.id_token else "",
+        fingerprint=event.fingerprint,
+        response={"id_token_info": id_token_info} if id_token_info is not None else {},
+        corrections=list(event.corrections),
+    )
+    if conflict:
+        ChargerEvent.objects.create(
+            charger_id=charger_pk,
+            kind=ChargerEvent.Kind.RECONCILIATION,
+            status="SeqNoReused",
+            detail={
+                "session": session.pk,
+                "transaction_id": session.transaction_id,
+                "seq_no": event.seq_no,
+                "reason": "a TransactionEvent reused the seqNo of another with different content",
+            },
+        )
+    ended_now = was_active and session.state == SessionState.COMPLETED
+    if ended_now and not content_keyed:
+        gaps = transaction_event_gaps(session_pk=session.pk)
+        if gaps:
+            ChargerEvent.objects.create(
+                charger_id=charger_pk,
+                kind=ChargerEvent.Kind.RECONCILIATION,
+                status="SeqNoGap",
+                detail={
+                    "session": session.pk,
+                    "transaction_id": session.transaction_id,
+                    "missing_seq_no": gaps[:50],
+                },
+            )
+
+    identity = session.charger.identity
+    if created:
+        events.publish("session.started", organization_pk=organization_pk, charger=identity, data=_session_event(session))
+    if event.samples:
+        events.publish(
+            "session.meter",
+            organization_pk=organization_pk,
+            charger=identity,
+            data={**_session_event(session), "samples": _samples_event(event.samples)},
+        )
+    if ended_now:
+        events.publish("session.ended", organization_pk=organization_pk, charger=identity, data=_session_event(session))
+    return TransactionEventResult(
+        id_token_info=id_token_info,
+        session_pk=session.pk,
+        connector_number=session.connector_number,
+        ended=session.state == SessionState.COMPLETED,
+        duplicate=False,
+    )
+
+
+def _session_open_2x(
+    *, charger_pk: int, event: normalize2x.TransactionEventIn, ocpp_version: str
+) -> Session:
+    connector = _connector_for_evse(charger_pk, event) if event.connector_number is not None else None
+    return Session.objects.create(
+        charger_id=charger_pk,
+        connector=connector,
+        connector_number=event.connector_number or 0,
+        evse_id=event.evse_id,
+        transaction_id=event.transaction_id,
+        ocpp_version=ocpp_version,
+        start_key=f"tx:{event.transaction_id}",
+        started_at=event.timestamp,
+        meter_start_wh=Decimal(0),
+    )
+
+
+def _connector_for_evse(charger_pk: int, event: normalize2x.TransactionEventIn) -> Connector:
+    assert event.connector_number is not None
+    connector, _ = Connector.objects.get_or_create(
+        charger_id=charger_pk,
+        connector_id=event.connector_number,
+        defaults={"evse_id": event.evse_id, "evse_connector_id": event.evse_connector_id},
+    )
+    return connector
+
+
+def _samples_event(samples: Iterable[normalize.Sample]) -> list[dict[str, Any]]:
+    return [
+        {
+            "measurand": s.measurand,
+            "phase": s.phase,
+            "value": str(s.value) if s.value is not None else None,
+            "unit": s.unit,
+            "timestamp": normalize.format_datetime(s.timestamp),
+        }
+        for s in samples
+    ]
+
+
+def transaction_event_gaps(*, session_pk: int) -> list[int]:
+    """The seqNos missing between the lowest and highest a session's events carry."""
+    seen = set(
+        TransactionEventRecord.objects.filter(session_id=session_pk).values_list("seq_no", flat=True)
+    )
+    if not seen:
+        return []
+    low, high = min(seen), max(seen)
+    if high - low > 100_000:
+        return []  # not a sequence this charger keeps; nothing useful to report
+    return [n for n in range(low, high + 1) if n not in seen]
+
+
+
+# --- OCPP 2.x smart charging inputs ---------------------------------------------------------------
+
+
+def charging_limit_record(
+    *,
+    charger_pk: int,
+    evse_id: int | None,
+    source: str,
+    is_grid_critical: bool | None,
+    schedules: list[dict[str, Any]],
+    detail: dict[str, Any],
+) -> ExternalChargingLimit:
+    """An external limit the charger reports (NotifyChargingLimit); it replaces the open one of
+    the same source and EVSE."""
+    now = timezone.now()
+    with transaction.atomic():
+        ExternalChargingLimit.objects.filter(
+            charger_id=charger_pk, evse_id=evse_id, source=source, cleared_at__isnull=True
+        ).update(cleared_at=now)
+        return ExternalChargingLimit.objects.create(
+            charger_id=charger_pk,
+            evse_id=evse_id,
+            source=source,
+            is_grid_critical=is_grid_critical,
+            schedules=schedules,
+            detail=detail,
+            received_at=now,
+        )
+
+
+def charging_limit_clear(*, charger_pk: int, evse_id: int | None, source: str) -> int:
+    """ClearedChargingLimit: no evseId clears the source's limits on every EVSE."""
+    limits = ExternalChargingLimit.objects.filter(
+        charger_id=charger_pk, source=source, cleared_at__isnull=True
+    )
+    if evse_id is not None:
+        limits = limits.filter(evse_id=evse_id)
+    return limits.update(cleared_at=timezone.now())
+
+
+def ev_charging_needs_record(
+    *, charger_pk: int, needs: normalize2x.EVChargingNeedsIn, response_status: str
+) -> EVChargingNeeds:
+    session = (
+        Session.objects.filter(charger_id=charger_pk, evse_id=needs.evse_id, state=SessionState.ACTIVE)
+        .order_by("-started_at")
+        .first()
+    )
+    return EVChargingNeeds.objects.create(
+        charger_id=charger_pk,
+        session=session,
+        evse_id=needs.evse_id,
+        requested_energy_transfer=needs.requested_energy_transfer,
+        departure_time=needs.departure_time,
+        energy_amount_wh=needs.energy_amount_wh,
+        min_current_a=needs.min_current_a,
+        max_current_a=needs.max_current_a,
+        max_voltage_v=needs.max_voltage_v,
+        max_power_w=needs.max_power_w,
+        state_of_charge=needs.state_of_charge,
+        energy_capacity_wh=needs.energy_capacity_wh,
+        max_schedule_tuples=needs.max_schedule_tuples,
+        response_status=response_status,
+        detail=needs.detail,
     )
 
 
@@ -753,6 +1248,7 @@ def _statuses_write(statuses: list[StatusRow]) -> None:
                 charger_id=row.charger_pk,
                 connector_id=row.connector_id,
                 evse_id=row.evse_id,
+                evse_connector_id=row.evse_connector_id,
                 status=row.status,
                 raw_status=row.raw_status,
                 error_code=row.error_code,
@@ -767,6 +1263,7 @@ def _statuses_write(statuses: list[StatusRow]) -> None:
         unique_fields=["charger", "connector_id"],
         update_fields=[
             "evse_id",
+            "evse_connector_id",
             "status",
             "raw_status",
             "error_code",
@@ -793,6 +1290,7 @@ def _statuses_write(statuses: list[StatusRow]) -> None:
                 vendor_error_code=row.vendor_error_code,
                 info=row.info,
                 timestamp=row.timestamp,
+                corrections=list(row.corrections),
             )
             for row in statuses
         ]

@@ -1,8 +1,10 @@
-"""Simulated OCPP 1.6J chargers over real WebSockets, for the demo, tests and load generation.
+"""Simulated OCPP chargers over real WebSockets, for the demo, tests and load generation.
 
-Each charger boots, reports its connectors, sends heartbeats, and runs sessions with Authorize,
-StartTransaction, periodic MeterValues and StopTransaction at configurable rates. It talks to any
-OCPP 1.6J central system; nothing here reads our database.
+Each charger boots, reports its connectors, sends heartbeats, and runs sessions at configurable
+rates: in 1.6J with Authorize, StartTransaction, periodic MeterValues and StopTransaction; in
+2.0.1 (or 2.1) with Authorize and TransactionEvent Started, Updated (with meter values) and
+Ended. A fleet can mix 1.6 and 2.0.1 chargers. It talks to any central system of those versions;
+nothing here reads our database.
 """
 
 from __future__ import annotations
@@ -14,6 +16,9 @@ import json
 import logging
 import random
 import time
+import uuid
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
@@ -47,6 +52,8 @@ class FleetConfig:
     reconnect: bool = True
     call_timeout: float = 30.0
     seed: int | None = None
+    # "ocpp1.6", "ocpp2.0.1", "ocpp2.1", or "mixed" (1.6 and 2.0.1 chargers by turns).
+    protocol: str = "ocpp1.6"
 
 
 @dataclass
@@ -86,6 +93,8 @@ class CallFailed(Exception):
 
 
 class SimulatedCharger:
+    subprotocol = "ocpp1.6"
+
     def __init__(self, identity: str, config: FleetConfig, stats: Stats, rng: random.Random):
         self.identity = identity
         self.config = config
@@ -189,11 +198,12 @@ class SimulatedCharger:
             {"connectorId": connector, "errorCode": error_code, "status": status, "timestamp": now_iso()},
         )
 
-    async def run_once(self) -> None:
-        """One connection's life: boot, report, then heartbeats and sessions until it drops."""
+    @asynccontextmanager
+    async def connected(self) -> AsyncIterator[None]:
+        """An open socket with its reader running, for as long as the block lasts."""
         async with websockets.connect(
             self.config.url + self.identity,
-            subprotocols=["ocpp1.6"],  # type: ignore[list-item]
+            subprotocols=[self.subprotocol],  # type: ignore[list-item]
             additional_headers=self._headers(),
             compression=None,
             open_timeout=30,
@@ -202,13 +212,27 @@ class SimulatedCharger:
         ) as ws:
             self.ws = ws
             self.stats.connects += 1
-            reader = asyncio.get_running_loop().create_task(self._reader())
+            self.reader_task = asyncio.get_running_loop().create_task(self._reader())
+            try:
+                yield
+            finally:
+                self.reader_task.cancel()
+
+    async def report_statuses(self) -> None:
+        """After boot: the state of the charger and every connector."""
+        await self.status(0, "Available")
+        for connector in range(1, self.config.connectors + 1):
+            await self.status(connector, "Available")
+
+    async def run_once(self) -> None:
+        """One connection's life: boot, report, then heartbeats and sessions until it drops."""
+        async with self.connected():
+            reader = self.reader_task
             try:
                 while await self.boot() != "Accepted":
-                    await asyncio.sleep(min(self.heartbeat_interval, 10))
-                await self.status(0, "Available")
-                for connector in range(1, self.config.connectors + 1):
-                    await self.status(connector, "Available")
+                    # A charger retries its boot on a timer.
+                    await asyncio.sleep(min(self.heartbeat_interval, 10))  # noqa: ASYNC110
+                await self.report_statuses()
                 tasks = [asyncio.create_task(self._heartbeats())] + [
                     asyncio.create_task(self._sessions(connector))
                     for connector in range(1, self.config.connectors + 1)
@@ -310,13 +334,197 @@ class SimulatedCharger:
             backoff = min(backoff * 2, 60.0)
 
 
+class SimulatedCharger201(SimulatedCharger):
+    """A charger that speaks OCPP 2.0.1 (or 2.1: the messages it sends are the same in both).
+
+    Each EVSE has one connector; a session is authorized first, then runs as one transaction of
+    TransactionEvent Started, periodic Updated events with meter values, and Ended.
+    """
+
+    def __init__(self, identity: str, config: FleetConfig, stats: Stats, rng: random.Random):
+        super().__init__(identity, config, stats, rng)
+        self.subprotocol = "ocpp2.1" if config.protocol == "ocpp2.1" else "ocpp2.0.1"
+        self.transaction_ids: dict[int, str] = {}
+
+    async def boot(self) -> str:
+        answer = await self.call(
+            "BootNotification",
+            {
+                "reason": "PowerUp",
+                "chargingStation": {
+                    "vendorName": self.config.vendor,
+                    "model": self.config.model[:20],
+                    "serialNumber": f"SN-{self.identity}"[:25],
+                    "firmwareVersion": "1.0.0",
+                },
+            },
+        )
+        if self.config.heartbeat_interval is None and answer.get("interval"):
+            self.heartbeat_interval = float(answer["interval"])
+        return str(answer["status"])
+
+    async def status(self, connector: int, status: str, error_code: str = "") -> None:
+        """A connector's status; 2.x knows Available, Occupied, Reserved, Unavailable, Faulted."""
+        await self.call(
+            "StatusNotification",
+            {"timestamp": now_iso(), "connectorStatus": status, "evseId": connector, "connectorId": 1},
+        )
+
+    async def report_statuses(self) -> None:
+        for connector in range(1, self.config.connectors + 1):
+            await self.status(connector, "Occupied" if connector in self.transaction_ids else "Available")
+
+    async def _answer(self, message_id: str, action: str, payload: dict[str, Any]) -> None:
+        if action == "TriggerMessage":
+            requested = payload.get("requestedMessage")
+            supported = {"Heartbeat", "StatusNotification", "BootNotification"}
+            status = "Accepted" if requested in supported else "NotImplemented"
+            await self.ws.send(json.dumps([3, message_id, {"status": status}]))
+            if status == "Accepted":
+                asyncio.get_running_loop().create_task(self._triggered(requested, payload))
+            return
+        if action == "Reset":
+            await self.ws.send(json.dumps([3, message_id, {"status": "Accepted"}]))
+            return
+        await self.ws.send(
+            json.dumps([4, message_id, "NotSupported", f"simulator does not support {action}", {}])
+        )
+
+    async def _triggered(self, requested: str, payload: dict[str, Any]) -> None:
+        if requested == "Heartbeat":
+            await self.call("Heartbeat", {})
+        elif requested == "BootNotification":
+            await self.boot()
+        else:
+            await self.report_statuses()
+
+    async def session(self, connector: int, id_tag: str | None = None) -> None:
+        id_tag = id_tag or self.rng.choice(self.config.id_tags)
+        id_token = {"idToken": id_tag, "type": "ISO14443"}
+        authorized = await self.call("Authorize", {"idToken": id_token})
+        if authorized["idTokenInfo"]["status"] != "Accepted":
+            return
+        index = connector - 1
+        transaction_id = str(uuid.UUID(int=self.rng.getrandbits(128)))
+        self.transaction_ids[connector] = transaction_id
+        await self.status(connector, "Occupied")
+        power_w = self.config.power_kw * 1000 * self.rng.uniform(0.6, 1.0)
+        seq_no = 0
+        await self.call(
+            "TransactionEvent",
+            self.transaction_event(
+                "Started", "Authorized", connector, seq_no, power_w,
+                id_token=id_token, charging_state="Charging", context="Transaction.Begin",
+            ),
+        )
+        self.stats.sessions_started += 1
+        end = time.monotonic() + self.config.session_minutes * 60 * self.rng.uniform(0.5, 1.5)
+        while time.monotonic() < end:
+            step = min(self.config.meter_interval, max(0.0, end - time.monotonic()))
+            await asyncio.sleep(step)
+            self.meter_wh[index] += int(power_w * step / 3600)
+            seq_no += 1
+            await self.call(
+                "TransactionEvent",
+                self.transaction_event("Updated", "MeterValuePeriodic", connector, seq_no, power_w),
+            )
+        seq_no += 1
+        await self.call(
+            "TransactionEvent",
+            self.transaction_event(
+                "Ended", "StopAuthorized", connector, seq_no, 0.0,
+                id_token=id_token, charging_state="EVConnected", context="Transaction.End",
+                stopped_reason="Local",
+            ),
+        )
+        self.transaction_ids.pop(connector, None)
+        self.stats.sessions_stopped += 1
+        await self.status(connector, "Available")
+
+    def transaction_event(
+        self,
+        event_type: str,
+        trigger_reason: str,
+        connector: int,
+        seq_no: int,
+        power_w: float,
+        *,
+        id_token: dict[str, str] | None = None,
+        charging_state: str = "Charging",
+        context: str = "Sample.Periodic",
+        stopped_reason: str = "",
+    ) -> dict[str, Any]:
+        info: dict[str, Any] = {
+            "transactionId": self.transaction_ids[connector],
+            "chargingState": charging_state,
+        }
+        if stopped_reason:
+            info["stoppedReason"] = stopped_reason
+        payload: dict[str, Any] = {
+            "eventType": event_type,
+            "timestamp": now_iso(),
+            "triggerReason": trigger_reason,
+            "seqNo": seq_no,
+            "transactionInfo": info,
+            "meterValue": [{"timestamp": now_iso(), "sampledValue": self.sampled_values(connector, power_w, context)}],
+        }
+        if event_type == "Started":
+            payload["evse"] = {"id": connector, "connectorId": 1}
+        if id_token is not None:
+            payload["idToken"] = id_token
+        return payload
+
+    def sampled_values(self, connector: int, power_w: float, context: str) -> list[dict[str, Any]]:
+        amps = power_w / (3 * 230)
+        return [
+            {
+                "value": self.meter_wh[connector - 1],
+                "measurand": "Energy.Active.Import.Register",
+                "context": context,
+                "location": "Outlet",
+                "unitOfMeasure": {"unit": "Wh"},
+            },
+            {
+                "value": round(power_w / 1000, 3),
+                "measurand": "Power.Active.Import",
+                "context": context,
+                "unitOfMeasure": {"unit": "W", "multiplier": 3},
+            },
+        ] + [
+            {
+                "value": round(amps, 1),
+                "measurand": "Current.Import",
+                "phase": phase,
+                "context": context,
+                "unitOfMeasure": {"unit": "A"},
+            }
+            for phase in ("L1", "L2", "L3")
+        ]
+
+
+PROTOCOLS = ("ocpp1.6", "ocpp2.0.1", "ocpp2.1", "mixed")
+
+
+def charger_class(config: FleetConfig, index: int) -> type[SimulatedCharger]:
+    """Which simulated charger the index-th one of the fleet is."""
+    if config.protocol == "mixed":
+        return SimulatedCharger201 if index % 2 == 0 else SimulatedCharger
+    if config.protocol in ("ocpp2.0.1", "ocpp2.1"):
+        return SimulatedCharger201
+    if config.protocol == "ocpp1.6":
+        return SimulatedCharger
+    raise ValueError(f"unknown protocol {config.protocol!r}; one of {', '.join(PROTOCOLS)}")
+
+
 async def run_fleet(config: FleetConfig, duration: float | None = None) -> Stats:
     """Run the fleet until ``duration`` seconds pass (forever with None); return its stats."""
     rng = random.Random(config.seed)
     stats = Stats()
     stop = asyncio.Event()
     chargers = [
-        SimulatedCharger(f"{config.prefix}{index:03d}", config, stats, random.Random(rng.random()))
+        charger_class(config, index)(
+            f"{config.prefix}{index:03d}", config, stats, random.Random(rng.random())
+        )
         for index in range(config.start_index, config.start_index + config.count)
     ]
 

@@ -1,4 +1,4 @@
-"""A fleet of simulated OCPP 1.6J chargers over real WebSockets."""
+"""A fleet of simulated OCPP 1.6J, 2.0.1 or 2.1 chargers (or a mix) over real WebSockets."""
 
 from __future__ import annotations
 
@@ -8,13 +8,14 @@ from typing import Any
 
 from django.core.management.base import BaseCommand, CommandError, CommandParser
 
-from chargers.simulator import FleetConfig, run_fleet
+from chargers.simulator import PROTOCOLS, FleetConfig, run_fleet
 
 
 class Command(BaseCommand):
     help = (
-        "Run N simulated OCPP 1.6J chargers against a central system: boot, heartbeats, status "
-        "changes, authorize, sessions and meter values at configurable rates."
+        "Run N simulated OCPP chargers (1.6J, 2.0.1, 2.1, or 'mixed' 1.6 and 2.0.1) against a "
+        "central system: boot, heartbeats, status changes, authorize, sessions and meter values "
+        "at configurable rates."
     )
 
     def add_arguments(self, parser: CommandParser) -> None:
@@ -23,7 +24,12 @@ class Command(BaseCommand):
         parser.add_argument("--prefix", default="DEMO-", help="charger ids are PREFIX + 3-digit index")
         parser.add_argument("--start", type=int, default=1, help="first index")
         parser.add_argument("--password", default="demo-charger-secret", help="Basic auth password ('' for none)")
-        parser.add_argument("--protocol", default="ocpp1.6", choices=["ocpp1.6"])
+        parser.add_argument(
+            "--protocol",
+            default="ocpp1.6",
+            choices=list(PROTOCOLS),
+            help="subprotocol the chargers speak; 'mixed' alternates 1.6 and 2.0.1",
+        )
         parser.add_argument("--connectors", type=int, default=2)
         parser.add_argument("--heartbeat", type=float, default=None, help="seconds; default: what the server says")
         parser.add_argument("--meter-interval", type=float, default=15.0, help="seconds between MeterValues")
@@ -56,6 +62,7 @@ class Command(BaseCommand):
             id_tags=options["id_tags"] or ["DEMO-TAG-1", "DEMO-TAG-2", "DEMO-TAG-3"],
             ramp_seconds=options["ramp"],
             seed=options["seed"],
+            protocol=options["protocol"],
         )
         self.stdout.write(f"simulating {config.count} chargers against {config.url}")
         try:
