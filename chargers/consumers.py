@@ -38,6 +38,26 @@ CLOSE_MESSAGE_TOO_BIG = 1009
 CLOSE_REPLACED = 4000  # a newer connection of the same charger took over
 
 
+def _let_daphne_send_protocol_close_codes() -> None:
+    """daphne closes a socket through autobahn's ``sendClose``, which takes only 1000 and
+    3000-4999 from an application, and turns any other code into 1011. 1003 and 1009 are the
+    protocol's own codes for the frames this consumer refuses, so they go out as the close frame."""
+    from daphne.ws_protocol import WebSocketProtocol
+
+    server_close = WebSocketProtocol.serverClose
+
+    def serverClose(self: Any, code: int | None = None) -> None:
+        if code in (CLOSE_UNSUPPORTED_DATA, CLOSE_MESSAGE_TOO_BIG):
+            self.sendCloseFrame(code=code, isReply=False)
+        else:
+            server_close(self, code)
+
+    WebSocketProtocol.serverClose = serverClose  # type: ignore[method-assign]
+
+
+_let_daphne_send_protocol_close_codes()
+
+
 def basic_credentials(headers: list[tuple[bytes, bytes]]) -> tuple[str, str] | None:
     """The (username, password) of an ``Authorization: Basic`` header, if there is one."""
     for name, value in headers:
