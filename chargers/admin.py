@@ -9,6 +9,7 @@ from django.contrib import admin, messages
 from django.db.models import QuerySet
 from django.http import HttpRequest
 
+from . import quirks
 from .passwords import hash_password
 from .models import (
     Charger,
@@ -16,12 +17,19 @@ from .models import (
     Connector,
     ConnectorStatusChange,
     DataTransferRecord,
+    DeviceVariable,
+    DeviceVariableAttribute,
+    DeviceVariableMonitor,
+    EVChargingNeeds,
+    ExternalChargingLimit,
     Frame,
     IdToken,
     MeterSample,
+    QuirkProfile,
     RegistrationStatus,
     Session,
     Site,
+    TransactionEventRecord,
     UnmatchedStop,
 )
 
@@ -159,6 +167,26 @@ class MeterSampleInline(admin.TabularInline):
     max_num = 0
 
 
+class TransactionEventInline(admin.TabularInline):
+    model = TransactionEventRecord
+    extra = 0
+    fields = [
+        "seq_no",
+        "event_type",
+        "trigger_reason",
+        "timestamp",
+        "offline",
+        "charging_state",
+        "stopped_reason",
+        "id_token",
+        "corrections",
+    ]
+    readonly_fields = fields
+    can_delete = False
+    max_num = 0
+    ordering = ["seq_no", "timestamp"]
+
+
 @admin.register(Session)
 class SessionAdmin(admin.ModelAdmin):
     list_display = [
@@ -177,7 +205,7 @@ class SessionAdmin(admin.ModelAdmin):
     date_hierarchy = "started_at"
     readonly_fields = ["start_key", "created_at", "updated_at"]
     raw_id_fields = ["charger", "connector", "id_token"]
-    inlines = [MeterSampleInline]
+    inlines = [MeterSampleInline, TransactionEventInline]
 
 
 @admin.register(MeterSample)
@@ -222,3 +250,124 @@ class DataTransferRecordAdmin(admin.ModelAdmin):
     list_display = ["timestamp", "charger", "direction", "vendor_id", "message_id", "response_status"]
     list_filter = ["direction", "vendor_id", "response_status"]
     search_fields = ["charger__identity", "vendor_id", "message_id"]
+
+
+# --- OCPP 2.x and quirk profiles -----------------------------------------------------------------
+
+
+class QuirkProfileForm(forms.ModelForm):
+    corrections = forms.MultipleChoiceField(
+        choices=quirks.CHOICES,
+        widget=forms.CheckboxSelectMultiple,
+        required=False,
+        help_text="Each one corrects a known deviation; the raw frame in the journal stays as sent.",
+    )
+
+    class Meta:
+        model = QuirkProfile
+        fields = ["name", "vendor", "model_pattern", "corrections", "enabled", "notes"]
+
+    def clean_vendor(self) -> str:
+        vendor = str(self.cleaned_data["vendor"]).strip()
+        if not vendor:
+            raise forms.ValidationError("Name the vendor as the charger sends it in BootNotification.")
+        return vendor
+
+
+@admin.register(QuirkProfile)
+class QuirkProfileAdmin(admin.ModelAdmin):
+    form = QuirkProfileForm
+    list_display = ["name", "vendor", "model_pattern", "enabled", "correction_list", "charger_count"]
+    list_filter = ["enabled", "vendor"]
+    search_fields = ["name", "vendor", "model_pattern", "notes"]
+
+    @admin.display(description="Corrections")
+    def correction_list(self, profile: QuirkProfile) -> str:
+        return ", ".join(profile.corrections or []) or "-"
+
+    @admin.display(description="Chargers")
+    def charger_count(self, profile: QuirkProfile) -> int:
+        return profile.chargers.count()
+
+
+@admin.register(TransactionEventRecord)
+class TransactionEventRecordAdmin(admin.ModelAdmin):
+    list_display = ["session", "seq_no", "event_type", "trigger_reason", "timestamp", "offline", "charging_state"]
+    list_filter = ["event_type", "trigger_reason", "offline", "charging_state"]
+    search_fields = ["session__transaction_id", "session__charger__identity", "id_token"]
+    date_hierarchy = "timestamp"
+    raw_id_fields = ["session"]
+
+    def has_change_permission(self, request: HttpRequest, obj: Any = None) -> bool:
+        return False  # what the charger said: read-only
+
+
+class DeviceVariableAttributeInline(admin.TabularInline):
+    model = DeviceVariableAttribute
+    extra = 0
+    fields = ["type", "value", "mutability", "persistent", "constant"]
+    readonly_fields = fields
+    can_delete = False
+    max_num = 0
+
+
+class DeviceVariableMonitorInline(admin.TabularInline):
+    model = DeviceVariableMonitor
+    extra = 0
+    fields = ["monitor_id", "type", "value", "severity", "transaction", "reported_at"]
+    readonly_fields = fields
+    can_delete = False
+    max_num = 0
+
+
+@admin.register(DeviceVariable)
+class DeviceVariableAdmin(admin.ModelAdmin):
+    list_display = [
+        "charger",
+        "component_name",
+        "component_instance",
+        "evse_id",
+        "connector_id",
+        "variable_name",
+        "variable_instance",
+        "actual_value",
+        "unit",
+    ]
+    list_filter = ["component_name", "data_type", "charger__organization"]
+    search_fields = ["charger__identity", "component_name", "variable_name", "key"]
+    raw_id_fields = ["charger"]
+    inlines = [DeviceVariableAttributeInline, DeviceVariableMonitorInline]
+
+    def get_queryset(self, request: HttpRequest) -> QuerySet[DeviceVariable]:
+        return super().get_queryset(request).select_related("charger").prefetch_related("attributes")
+
+    @admin.display(description="Actual")
+    def actual_value(self, variable: DeviceVariable) -> str:
+        for attribute in variable.attributes.all():
+            if attribute.type == "Actual":
+                return attribute.value
+        return ""
+
+
+@admin.register(ExternalChargingLimit)
+class ExternalChargingLimitAdmin(admin.ModelAdmin):
+    list_display = ["charger", "evse_id", "source", "is_grid_critical", "received_at", "cleared_at"]
+    list_filter = ["source", "is_grid_critical"]
+    search_fields = ["charger__identity"]
+    raw_id_fields = ["charger"]
+
+
+@admin.register(EVChargingNeeds)
+class EVChargingNeedsAdmin(admin.ModelAdmin):
+    list_display = [
+        "charger",
+        "evse_id",
+        "requested_energy_transfer",
+        "energy_amount_wh",
+        "departure_time",
+        "response_status",
+        "received_at",
+    ]
+    list_filter = ["requested_energy_transfer", "response_status"]
+    search_fields = ["charger__identity", "session__transaction_id"]
+    raw_id_fields = ["charger", "session"]

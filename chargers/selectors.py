@@ -6,7 +6,19 @@ from django.db.models import Q, QuerySet
 
 from cpms.tenancy import Tenant
 
-from .models import Charger, Connector, Frame, IdToken, MeterSample, Session, Site
+from .models import (
+    Charger,
+    Connector,
+    DeviceVariable,
+    EVChargingNeeds,
+    ExternalChargingLimit,
+    Frame,
+    IdToken,
+    MeterSample,
+    Session,
+    Site,
+    TransactionEventRecord,
+)
 
 
 def sites_for(tenant: Tenant) -> QuerySet[Site]:
@@ -53,3 +65,20 @@ def frames_for(tenant: Tenant) -> QuerySet[Frame]:
     if tenant.site_ids is not None:
         qs = qs.filter(Q(charger__site_id__in=tenant.site_ids))
     return qs
+
+
+def device_variables_for(tenant: Tenant) -> QuerySet[DeviceVariable]:
+    """The OCPP 2.x device model of the tenant's chargers."""
+    return DeviceVariable.objects.filter(charger__in=chargers_for(tenant))
+
+
+def transaction_events_for(tenant: Tenant) -> QuerySet[TransactionEventRecord]:
+    return TransactionEventRecord.objects.filter(session__in=sessions_for(tenant))
+
+
+def external_charging_limits_for(tenant: Tenant) -> QuerySet[ExternalChargingLimit]:
+    return ExternalChargingLimit.objects.filter(charger__in=chargers_for(tenant))
+
+
+def ev_charging_needs_for(tenant: Tenant) -> QuerySet[EVChargingNeeds]:
+    return EVChargingNeeds.objects.filter(charger__in=chargers_for(tenant))
