@@ -10,7 +10,6 @@ from django.db.models import QuerySet
 from django.http import HttpRequest
 
 from . import quirks
-from .passwords import hash_password
 from .models import (
     Charger,
     ChargerEvent,
@@ -32,6 +31,7 @@ from .models import (
     TransactionEventRecord,
     UnmatchedStop,
 )
+from .passwords import hash_password
 
 
 @admin.register(Site)
