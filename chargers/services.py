@@ -139,6 +139,9 @@ def charger_connect(
     *, identity: str, password: str | None, ocpp_version: str, channel_name: str
 ) -> Connection:
     """Authenticate a charger at the WebSocket handshake and mark it connected."""
+    if any(ord(character) < 32 for character in identity):
+        # No charger has control characters in its id (and PostgreSQL cannot even look for NUL).
+        raise Refused(f"charger id {identity!r} has control characters")
     charger = Charger.objects.select_related("site", "quirk_profile").filter(identity=identity).first()
     if charger is None:
         if not settings.CPMS_AUTO_REGISTER:
@@ -1166,6 +1169,11 @@ def data_transfer_record(
 # --- Batched hot-path writes ---------------------------------------------------------------------
 
 
+def _journal_text(text: str) -> str:
+    # PostgreSQL text cannot hold NUL; a charger can still send one. Written as JSON spells it.
+    return text.replace("\x00", "\\u0000")
+
+
 def batch_write(
     *,
     frames: list[FrameRow],
@@ -1189,14 +1197,14 @@ def batch_write(
                 [
                     Frame(
                         charger_id=f.charger_pk,
-                        charger_identity=f.charger_identity,
+                        charger_identity=_journal_text(f.charger_identity)[:48],
                         leg=f.leg,
                         direction=f.direction,
                         kind=f.kind,
-                        message_id=f.message_id[:64],
-                        original_message_id=f.original_message_id[:64],
-                        action=f.action[:64],
-                        raw=f.raw,
+                        message_id=_journal_text(f.message_id)[:64],
+                        original_message_id=_journal_text(f.original_message_id)[:64],
+                        action=_journal_text(f.action)[:64],
+                        raw=_journal_text(f.raw),
                         timestamp=f.timestamp,
                     )
                     for f in frames

@@ -221,6 +221,14 @@ def test_connect_refuses_an_unknown_charger(organization):
     assert not Charger.objects.filter(identity="GHOST").exists()
 
 
+@pytest.mark.parametrize("identity", ["CP\x001", "CP\n1"])
+@override_settings(CPMS_AUTO_REGISTER=True)
+def test_connect_refuses_control_characters_in_the_id(organization, identity):
+    with pytest.raises(services.Refused):
+        services.charger_connect(identity=identity, password="x" * 10, ocpp_version="1.6", channel_name="c")
+    assert not Charger.objects.exists()
+
+
 @override_settings(CPMS_AUTO_REGISTER=True)
 def test_auto_register_creates_a_pending_charger(organization):
     connection = services.charger_connect(

@@ -273,6 +273,7 @@ async def test_a_schema_violation_from_a_strict_client_is_an_ocpp_error(server, 
         pytest.param("CP-1", basic_auth("CP-2"), ("ocpp1.6",), id="another charger's name"),
         pytest.param("CP-1", basic_auth("CP-1"), ("ocpp1.5",), id="unsupported subprotocol"),
         pytest.param("CP-1", basic_auth("CP-1"), (), id="no subprotocol"),
+        pytest.param("CP%001", basic_auth("CP\x001"), ("ocpp1.6",), id="NUL in the charger id"),
     ],
 )
 async def test_the_handshake_is_refused(server, make_charger, identity, headers, subprotocols):
@@ -472,3 +473,21 @@ async def test_meter_values_outside_a_transaction_reach_the_database(server, cha
 
     sample = await eventually(written)
     assert (sample.value, sample.unit, sample.session_id, sample.connector_number) == (Decimal(4321500), "Wh", None, 0)
+
+
+async def test_nul_characters_are_answered_and_journaled(server, charger):
+    async with raw_socket(server, charger.identity) as ws:
+        assert (await exchange(ws, "\x00"))[:3] == [4, "-1", "FormationViolation"]
+        assert (await exchange(ws, '[2, "n\\u0000l", "Teleport", {}]'))[:3] == [4, "n\x00l", "NotImplemented"]
+        assert (await exchange(ws, [2, "hb-1", "Heartbeat", {}]))[:2] == [3, "hb-1"]
+
+    def journaled() -> list[tuple[str, int, str, str]]:
+        """every frame is journaled, NULs and all"""
+        rows = journal(charger.identity)
+        return rows if len(rows) == 6 else []
+
+    rows = await eventually(journaled)
+    assert ("in", 2, "n\\u0000l", "Teleport") in rows
+    raws = [r async for r in Frame.objects.filter(charger_identity=charger.identity, direction="in")
+            .order_by("timestamp", "id").values_list("raw", flat=True)]
+    assert raws[0] == "\\u0000"
