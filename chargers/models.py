@@ -613,7 +613,7 @@ class EVChargingNeeds(models.Model):
     state_of_charge = models.PositiveSmallIntegerField(null=True, blank=True)
     energy_capacity_wh = models.DecimalField(max_digits=18, decimal_places=3, null=True, blank=True)
     max_schedule_tuples = models.PositiveIntegerField(null=True, blank=True)
-    response_status = models.CharField(max_length=12)
+    response_status = models.CharField(max_length=20)
     detail = models.JSONField(default=dict, blank=True, help_text="The request as sent")
     received_at = models.DateTimeField(default=timezone.now)
 

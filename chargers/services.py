@@ -463,6 +463,7 @@ def session_start(
                 charger_id=charger_pk,
                 connector=connector,
                 connector_number=request.connector_id,
+                evse_id=request.connector_id,  # a 1.6 connector is an EVSE with one connector
                 id_token_id=authorization.id_token_pk,
                 id_tag=request.id_tag,
                 auth_status=authorization.status,

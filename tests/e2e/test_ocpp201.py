@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import base64
+import io
 import json
 import random
 from collections.abc import AsyncIterator
@@ -15,11 +16,12 @@ from typing import Any
 import pytest
 import websockets
 from asgiref.sync import sync_to_async
+from django.core.management import call_command
 from django.db import connections
 from ocpp.exceptions import OCPPError
 from ocpp.v201 import ChargePoint, call
 
-from chargers.models import Charger, Connector, Frame, MeterSample, Session, SessionState
+from chargers.models import Charger, Connector, Frame, MeterSample, QuirkProfile, Session, SessionState
 from chargers.simulator import FleetConfig, SimulatedCharger201, Stats
 from tests.conftest import CHARGER_PASSWORD
 
@@ -270,3 +272,64 @@ async def test_a_simulated_201_charger_runs_a_session(server, charger, id_token)
     assert session.state == SessionState.COMPLETED
     assert session.energy_wh > 0
     assert session.energy_wh == session.meter_stop_wh - session.meter_start_wh
+
+
+async def test_a_quirk_corrects_the_value_while_the_journal_keeps_the_frame(server, charger, id_token):
+    await sync_to_async(QuirkProfile.objects.create)(
+        name="Quirky", vendor="Quirky", corrections=["naive_local_time", "energy_kwh_labelled_wh"]
+    )
+    frames = [
+        '[2, "q-1", "BootNotification", {"reason": "PowerUp", "chargingStation": {"vendorName": "Quirky", "model": "Q"}}]',
+        '[2,"q-2","TransactionEvent",{"eventType":"Started","timestamp":"2025-07-01T12:00:00","triggerReason":"Authorized",'
+        '"seqNo":0,"transactionInfo":{"transactionId":"tx-q"},"evse":{"id":1},"idToken":{"idToken":"TAG-OK","type":"ISO14443"},'
+        '"meterValue":[{"timestamp":"2025-07-01T12:00:00","sampledValue":[{"value":12.5,"unitOfMeasure":{"unit":"Wh"}}]}]}]',
+    ]
+    async with websockets.connect(
+        server.ocpp_url + charger.identity, subprotocols=["ocpp2.0.1"], additional_headers=basic_auth(charger.identity)
+    ) as ws:
+        for text in frames:
+            await ws.send(text)
+            reply = json.loads(await ws.recv())
+            assert reply[0] == 3, reply
+
+    sample = await sync_to_async(MeterSample.objects.get)(charger=charger)
+    # The site is in Amsterdam (UTC+2 in July); the register was 12.5 kWh, not Wh.
+    assert sample.timestamp.isoformat() == "2025-07-01T10:00:00+00:00"
+    assert (sample.value, sample.raw_value, sample.raw_unit) == (Decimal(12500), "12.5", "Wh")
+    assert sample.corrections == ["naive_local_time", "energy_kwh_labelled_wh"]
+
+    def journaled() -> bool:
+        return Frame.objects.filter(charger=charger, direction="in", message_id="q-2").exists()
+
+    await wait_for(journaled)
+    raws = await sync_to_async(lambda: list(Frame.objects.filter(charger=charger, direction="in").order_by("timestamp", "id").values_list("raw", flat=True)))()
+    assert raws == frames
+
+
+@pytest.mark.parametrize("protocol", ["ocpp2.0.1", "mixed"])
+def test_the_simulate_command_runs_a_201_fleet(server, make_charger, id_token, protocol):
+    for index in (1, 2):
+        make_charger(f"SIMX-{index:03d}")
+    out = io.StringIO()
+    call_command(
+        "simulate",
+        "--url", server.ocpp_url,
+        "--count", "2",
+        "--prefix", "SIMX-",
+        "--password", CHARGER_PASSWORD,
+        "--protocol", protocol,
+        "--connectors", "1",
+        "--sessions-per-hour", "36000",
+        "--session-minutes", "0.01",
+        "--meter-interval", "0.1",
+        "--id-tag", "TAG-OK",
+        "--ramp", "0.2",
+        "--duration", "6",
+        "--seed", "3",
+        stdout=out,
+    )
+    assert "connects=2" in out.getvalue() and "errors=0" in out.getvalue()
+    versions = dict(Charger.objects.filter(identity__startswith="SIMX-").values_list("identity", "ocpp_version"))
+    expected = {"SIMX-001": "2.0.1", "SIMX-002": "2.0.1"} if protocol == "ocpp2.0.1" else {"SIMX-001": "1.6", "SIMX-002": "2.0.1"}
+    assert versions == expected
+    assert Session.objects.filter(charger__identity="SIMX-002", ocpp_version="2.0.1").exists()
