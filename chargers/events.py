@@ -6,8 +6,10 @@ pages. Messages carry primitives only; delivery is at most once, so the database
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import re
+from collections.abc import Awaitable, Callable
 from typing import Any
 
 from asgiref.sync import async_to_sync
@@ -17,6 +19,45 @@ from django.db import transaction
 logger = logging.getLogger(__name__)
 
 _GROUP_UNSAFE = re.compile(r"[^a-zA-Z0-9_.-]")
+
+
+# The server's event loop, once it runs. Events raised in worker threads (the ORM side of a
+# consumer) are handed to it without waiting: a worker thread that blocked on the loop could never
+# finish while the loop shuts down, and the process would hang on SIGTERM.
+_server_loop: asyncio.AbstractEventLoop | None = None
+
+
+def bind_loop(loop: asyncio.AbstractEventLoop) -> None:
+    global _server_loop
+    _server_loop = loop
+
+
+def _log_failure(future: Any) -> None:
+    if not future.cancelled() and future.exception() is not None:
+        logger.error("could not publish an event", exc_info=future.exception())
+
+
+def _dispatch(send: Callable[[Any], Awaitable[None]]) -> None:
+    """Run ``send(layer)``: on the server's loop without waiting when there is one, else inline."""
+    layer = get_channel_layer()
+    if layer is None:
+        return
+    loop = _server_loop
+    if loop is not None and loop.is_running() and not loop.is_closed():
+        try:
+            running: asyncio.AbstractEventLoop | None = asyncio.get_running_loop()
+        except RuntimeError:
+            running = None
+        if running is loop:
+            loop.create_task(send(layer)).add_done_callback(_log_failure)
+        else:
+            asyncio.run_coroutine_threadsafe(send(layer), loop).add_done_callback(_log_failure)
+        return
+    try:
+        async_to_sync(send)(layer)
+    except Exception:
+        # Live updates are best effort; the database already holds the change.
+        logger.exception("could not publish an event")
 
 
 def organization_group(organization_pk: int) -> str:
@@ -32,18 +73,11 @@ def publish(kind: str, *, organization_pk: int, charger: str, data: dict[str, An
     """Send an event to the organization's and the charger's groups once the transaction commits."""
     message = {"type": "cpms.event", "kind": kind, "charger": charger, "data": data}
 
-    def send() -> None:
-        layer = get_channel_layer()
-        if layer is None:
-            return
-        try:
-            async_to_sync(layer.group_send)(organization_group(organization_pk), message)
-            async_to_sync(layer.group_send)(charger_group(charger), message)
-        except Exception:
-            # Live updates are best effort; the database already holds the change.
-            logger.exception("could not publish %s for %s", kind, charger)
+    async def send(layer: Any) -> None:
+        await layer.group_send(organization_group(organization_pk), message)
+        await layer.group_send(charger_group(charger), message)
 
-    transaction.on_commit(send)
+    transaction.on_commit(lambda: _dispatch(send))
 
 
 def publish_to_chargers(kind: str, *, items: list[tuple[str, dict[str, Any]]]) -> None:
@@ -60,13 +94,4 @@ def publish_to_chargers(kind: str, *, items: list[tuple[str, dict[str, Any]]]) -
             message = {"type": "cpms.event", "kind": kind, "charger": charger, "data": data}
             await layer.group_send(charger_group(charger), message)
 
-    def send() -> None:
-        layer = get_channel_layer()
-        if layer is None:
-            return
-        try:
-            async_to_sync(send_all)(layer)
-        except Exception:
-            logger.exception("could not publish %s for %d chargers", kind, len(items))
-
-    transaction.on_commit(send)
+    transaction.on_commit(lambda: _dispatch(send_all))

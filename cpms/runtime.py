@@ -47,6 +47,9 @@ def start_background(loop: asyncio.AbstractEventLoop) -> None:
     if loop in _started_loops:
         return
     _started_loops.add(loop)
+    from chargers import events
+
+    events.bind_loop(loop)
     from chargers.batching import get_writer
 
     get_writer()
