@@ -65,6 +65,13 @@ class Dispatcher:
             return Outcome(self.error(exc), 0, exc.message_id, "", protocol.CALLERROR)
         if isinstance(message, protocol.Call):
             try:
+                if "\\u0000" in text and _has_nul(message.payload):
+                    # No database stores NUL in text alike; refuse it the same way everywhere.
+                    raise protocol.FrameError(
+                        "PropertyConstraintViolation",
+                        "strings must not contain NUL characters",
+                        message.message_id,
+                    )
                 reply, reply_kind = await self._run_handler(message), protocol.CALLRESULT
             except protocol.FrameError as exc:
                 reply, reply_kind = self.error(exc), protocol.CALLERROR
@@ -131,3 +138,13 @@ class Dispatcher:
                 "InternalError", f"{call.action} could not be answered", call.message_id
             ) from None
         return protocol.call_result(call.message_id, payload)
+
+
+def _has_nul(value: Any) -> bool:
+    if isinstance(value, str):
+        return "\x00" in value
+    if isinstance(value, dict):
+        return any(_has_nul(k) or _has_nul(v) for k, v in value.items())
+    if isinstance(value, list):
+        return any(_has_nul(item) for item in value)
+    return False

@@ -172,3 +172,21 @@ def test_frames_are_compact_json():
     assert protocol.call_result("m-1", {"status": "Accepted"}) == '[3,"m-1",{"status":"Accepted"}]'
     assert protocol.call_error("m-1", "NotSupported", "no") == '[4,"m-1","NotSupported","no",{}]'
     assert protocol.call("m-1", "Reset", {"type": "Soft"}) == '[2,"m-1","Reset",{"type":"Soft"}]'
+
+
+async def test_nul_characters_in_a_call_are_refused_the_same_on_every_database():
+    from chargers.dispatch import Dispatcher
+
+    class Handlers:
+        def accepts_requests(self) -> bool:
+            return True
+
+    dispatcher = Dispatcher(Handlers(), version="1.6", known_actions=frozenset({"Authorize"}))
+    outcome = await dispatcher.handle_text('[2,"n1","Authorize",{"idTag":"A\\u0000B"}]')
+    assert json.loads(outcome.reply) == [
+        4,
+        "n1",
+        "PropertyConstraintViolation",
+        "strings must not contain NUL characters",
+        {},
+    ]
