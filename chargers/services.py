@@ -429,6 +429,10 @@ class StartResult:
     created: bool
 
 
+# Why a session was closed by us when a newer start arrived on its connector.
+SUPERSEDED_REASON = "SupersededByNewTransaction"
+
+
 def _connector_for(charger_pk: int, connector_id: int) -> Connector:
     connector, _ = Connector.objects.get_or_create(charger_id=charger_pk, connector_id=connector_id)
     return connector
@@ -527,7 +531,7 @@ def _session_close_superseded(session: Session, *, superseded_at: datetime, mete
     session.stopped_at = max(superseded_at, session.started_at)
     session.meter_stop_wh = meter_stop
     session.energy_wh = meter_stop - session.meter_start_wh
-    session.stop_reason = "SupersededByNewTransaction"
+    session.stop_reason = SUPERSEDED_REASON
     session.save()
     ChargerEvent.objects.create(
         charger_id=session.charger_id,
@@ -597,7 +601,21 @@ def session_stop(
             )
             return StopResult(authorization=authorization, matched=False)
         if session.state == SessionState.COMPLETED:
-            return StopResult(authorization=authorization, matched=True)
+            if session.stop_reason != SUPERSEDED_REASON:
+                return StopResult(authorization=authorization, matched=True)
+            # The charger's own, late stop of a session we closed when a newer start arrived on
+            # its connector: the charger's figures replace our estimate.
+            ChargerEvent.objects.create(
+                charger_id=charger_pk,
+                kind=ChargerEvent.Kind.RECONCILIATION,
+                status="SupersededSessionCorrected",
+                detail={
+                    "session": session.pk,
+                    "transaction_id": session.transaction_id,
+                    "estimated_meter_stop_wh": str(session.meter_stop_wh),
+                    "meter_stop_wh": str(request.meter_stop_wh),
+                },
+            )
         _samples_insert(charger_pk, session.connector_number, session, request.samples)
         session.state = SessionState.COMPLETED
         session.stopped_at = request.timestamp
@@ -656,7 +674,7 @@ def _session_energy_refresh(
         location__in=metering.SESSION_LOCATIONS,
         value__isnull=False,
     ).values_list("timestamp", "value")
-    readings = [metering.Reading(moment, value) for moment, value in rows]
+    readings = [metering.Reading(moment, value) for moment, value in rows if value is not None]
     completed = session.state == SessionState.COMPLETED
     if explicit_start:
         energy = metering.session_energy(
@@ -908,7 +926,7 @@ def _transaction_event_apply(
             session.id_token_id = id_token_pk
 
     if event.event_type == "Ended" and (
-        was_active or session.stop_reason == "SupersededByNewTransaction"
+        was_active or session.stop_reason == SUPERSEDED_REASON
     ):
         session.state = SessionState.COMPLETED
         session.stopped_at = max(event.timestamp, session.started_at)

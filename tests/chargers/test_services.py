@@ -322,6 +322,22 @@ def test_a_new_start_on_a_busy_connector_closes_the_stale_session(charger, id_to
     assert published[0]["data"]["state"] == SessionState.COMPLETED
 
 
+def test_a_late_stop_of_a_superseded_session_replaces_the_estimate(charger, id_token):
+    stale = start(charger, meter_start=1000)
+    start(charger, meter_start=1600, minutes=60)
+    late = stop(charger, stale.transaction_id, meter_stop=1550, minutes=40)
+    assert late.matched
+    closed = Session.objects.get(transaction_id=str(stale.transaction_id))
+    assert (closed.stop_reason, closed.meter_stop_wh, closed.energy_wh, closed.stopped_at) == (
+        "Local", Decimal(1550), Decimal(550), T0 + timedelta(minutes=40),
+    )
+    corrected = charger.events.get(kind=ChargerEvent.Kind.RECONCILIATION, status="SupersededSessionCorrected")
+    assert corrected.detail["estimated_meter_stop_wh"] == "1600.000"
+    # A re-send of the same stop changes nothing more.
+    stop(charger, stale.transaction_id, meter_stop=1550, minutes=40)
+    assert charger.events.filter(status="SupersededSessionCorrected").count() == 1
+
+
 def test_session_stop_closes_the_session(charger, id_token, org_events, django_capture_on_commit_callbacks):
     result = start(charger, meter_start=1000)
     with django_capture_on_commit_callbacks(execute=True):
