@@ -167,21 +167,24 @@ class MeterSampleInline(admin.TabularInline):
     max_num = 0
 
 
+TRANSACTION_EVENT_FIELDS = (
+    "seq_no",
+    "event_type",
+    "trigger_reason",
+    "timestamp",
+    "offline",
+    "charging_state",
+    "stopped_reason",
+    "id_token",
+    "corrections",
+)
+
+
 class TransactionEventInline(admin.TabularInline):
     model = TransactionEventRecord
     extra = 0
-    fields = [
-        "seq_no",
-        "event_type",
-        "trigger_reason",
-        "timestamp",
-        "offline",
-        "charging_state",
-        "stopped_reason",
-        "id_token",
-        "corrections",
-    ]
-    readonly_fields = fields
+    fields = TRANSACTION_EVENT_FIELDS
+    readonly_fields = TRANSACTION_EVENT_FIELDS
     can_delete = False
     max_num = 0
     ordering = ["seq_no", "timestamp"]
@@ -302,11 +305,15 @@ class TransactionEventRecordAdmin(admin.ModelAdmin):
         return False  # what the charger said: read-only
 
 
+ATTRIBUTE_FIELDS = ("type", "value", "mutability", "persistent", "constant")
+MONITOR_FIELDS = ("monitor_id", "type", "value", "severity", "transaction", "reported_at")
+
+
 class DeviceVariableAttributeInline(admin.TabularInline):
     model = DeviceVariableAttribute
     extra = 0
-    fields = ["type", "value", "mutability", "persistent", "constant"]
-    readonly_fields = fields
+    fields = ATTRIBUTE_FIELDS
+    readonly_fields = ATTRIBUTE_FIELDS
     can_delete = False
     max_num = 0
 
@@ -314,8 +321,8 @@ class DeviceVariableAttributeInline(admin.TabularInline):
 class DeviceVariableMonitorInline(admin.TabularInline):
     model = DeviceVariableMonitor
     extra = 0
-    fields = ["monitor_id", "type", "value", "severity", "transaction", "reported_at"]
-    readonly_fields = fields
+    fields = MONITOR_FIELDS
+    readonly_fields = MONITOR_FIELDS
     can_delete = False
     max_num = 0
 

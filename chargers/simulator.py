@@ -153,7 +153,7 @@ class SimulatedCharger:
     async def _answer(self, message_id: str, action: str, payload: dict[str, Any]) -> None:
         """Answer a CALL from the central system; this simulator supports a few of them."""
         if action == "TriggerMessage":
-            requested = payload.get("requestedMessage")
+            requested = str(payload.get("requestedMessage", ""))
             supported = {"Heartbeat", "StatusNotification", "BootNotification"}
             status = "Accepted" if requested in supported else "NotImplemented"
             await self.ws.send(json.dumps([3, message_id, {"status": status}]))
@@ -229,9 +229,9 @@ class SimulatedCharger:
         async with self.connected():
             reader = self.reader_task
             try:
-                while await self.boot() != "Accepted":
-                    # A charger retries its boot on a timer.
-                    await asyncio.sleep(min(self.heartbeat_interval, 10))  # noqa: ASYNC110
+                # A charger retries its boot on a timer.
+                while await self.boot() != "Accepted":  # noqa: ASYNC110
+                    await asyncio.sleep(min(self.heartbeat_interval, 10))
                 await self.report_statuses()
                 tasks = [asyncio.create_task(self._heartbeats())] + [
                     asyncio.create_task(self._sessions(connector))
@@ -376,7 +376,7 @@ class SimulatedCharger201(SimulatedCharger):
 
     async def _answer(self, message_id: str, action: str, payload: dict[str, Any]) -> None:
         if action == "TriggerMessage":
-            requested = payload.get("requestedMessage")
+            requested = str(payload.get("requestedMessage", ""))
             supported = {"Heartbeat", "StatusNotification", "BootNotification"}
             status = "Accepted" if requested in supported else "NotImplemented"
             await self.ws.send(json.dumps([3, message_id, {"status": status}]))

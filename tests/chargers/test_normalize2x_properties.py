@@ -4,8 +4,8 @@ whichever OCPP version it sends them, a session's energy is the same."""
 from __future__ import annotations
 
 from datetime import UTC, datetime, timedelta
-from itertools import pairwise
 from decimal import Decimal
+from itertools import pairwise
 from typing import Any
 
 from hypothesis import assume, given, settings

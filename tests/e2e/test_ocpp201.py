@@ -21,7 +21,15 @@ from django.db import connections
 from ocpp.exceptions import OCPPError
 from ocpp.v201 import ChargePoint, call
 
-from chargers.models import Charger, Connector, Frame, MeterSample, QuirkProfile, Session, SessionState
+from chargers.models import (
+    Charger,
+    Connector,
+    Frame,
+    MeterSample,
+    QuirkProfile,
+    Session,
+    SessionState,
+)
 from chargers.simulator import FleetConfig, SimulatedCharger201, Stats
 from tests.conftest import CHARGER_PASSWORD
 
