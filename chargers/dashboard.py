@@ -117,9 +117,18 @@ def filter_by_state(chargers: QuerySet[Charger], state: str) -> QuerySet[Charger
         return online.filter(charging).exclude(faulted)
     if state == ConnectorStatus.OCCUPIED:
         return online.filter(occupied).exclude(faulted).exclude(charging)
+    available = Exists(plugs.filter(status=ConnectorStatus.AVAILABLE))
     if state == ConnectorStatus.AVAILABLE:
-        available = Exists(plugs.filter(status=ConnectorStatus.AVAILABLE))
         return online.filter(available).exclude(faulted).exclude(charging).exclude(occupied)
+    if state == ConnectorStatus.UNAVAILABLE:
+        unavailable = Exists(connectors.filter(status=ConnectorStatus.UNAVAILABLE))
+        return (
+            online.filter(unavailable)
+            .exclude(faulted)
+            .exclude(charging)
+            .exclude(occupied)
+            .exclude(available)
+        )
     return chargers.none()
 
 

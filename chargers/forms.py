@@ -23,6 +23,7 @@ CHARGER_STATES = [
     (ConnectorStatus.CHARGING.value, "Charging"),
     (ConnectorStatus.OCCUPIED.value, "Occupied"),
     (ConnectorStatus.AVAILABLE.value, "Available"),
+    (ConnectorStatus.UNAVAILABLE.value, "Unavailable"),
 ]
 
 ID_TOKEN_TYPES = [
