@@ -25,7 +25,12 @@ from typing import Any
 from urllib.parse import urlsplit
 
 from websockets.asyncio.client import ClientConnection, connect
-from websockets.exceptions import ConnectionClosed, InvalidHandshake, InvalidStatus
+from websockets.exceptions import (
+    ConnectionClosed,
+    InvalidHandshake,
+    InvalidMessage,
+    InvalidStatus,
+)
 from websockets.typing import Subprotocol
 
 from .dialects import Dialect, dialect_for
@@ -157,6 +162,9 @@ class BenchCharger:
             )
         except InvalidStatus as exc:
             fleet.recorder.refuse(f"HTTP {exc.response.status_code}")
+            return False
+        except InvalidMessage:
+            fleet.recorder.refuse("handshake closed by the server")
             return False
         except InvalidHandshake as exc:
             fleet.recorder.refuse(f"handshake: {type(exc).__name__}")
