@@ -928,6 +928,19 @@ def _transaction_event_apply(
     if event.event_type == "Ended" and (
         was_active or session.stop_reason == SUPERSEDED_REASON
     ):
+        if not was_active:
+            # The charger's own, late end of a session we closed when a newer one started on
+            # its connector: its figures replace our estimate.
+            ChargerEvent.objects.create(
+                charger_id=charger_pk,
+                kind=ChargerEvent.Kind.RECONCILIATION,
+                status="SupersededSessionCorrected",
+                detail={
+                    "session": session.pk,
+                    "transaction_id": session.transaction_id,
+                    "estimated_meter_stop_wh": str(session.meter_stop_wh),
+                },
+            )
         session.state = SessionState.COMPLETED
         session.stopped_at = max(event.timestamp, session.started_at)
         session.stop_reason = event.stopped_reason or "Local"

@@ -149,6 +149,8 @@ def test_a_new_transaction_on_a_connector_closes_the_one_whose_end_was_lost(stat
     station.result("TransactionEvent", transaction_event("Ended", 2, transaction_id="tx-old", timestamp=at(20), trigger="EVDeparted", stopped_reason="EVDisconnected", meter_values=[meter_value(at(20), energy(1850, "Transaction.End"))]))
     old.refresh_from_db()
     assert (old.stop_reason, old.stopped_at, old.energy_wh) == ("EVDisconnected", T0 + timedelta(minutes=20), Decimal(850))
+    corrected = ChargerEvent.objects.get(charger=charger, status="SupersededSessionCorrected")
+    assert corrected.detail["estimated_meter_stop_wh"] == "1800.000"
     assert Session.objects.get(transaction_id="tx-new").state == SessionState.ACTIVE
 
 
