@@ -816,6 +816,9 @@ def _authorize_2x(
     return info, authorization.id_token_pk
 
 
+V2X_VERSIONS = ("2.0.1", "2.1")
+
+
 @dataclass(frozen=True, slots=True)
 class TransactionEventResult:
     id_token_info: dict[str, Any] | None
@@ -870,6 +873,11 @@ def _transaction_event_apply(
         .filter(charger_id=charger_pk, transaction_id=event.transaction_id)
         .first()
     )
+    if session is not None and session.ocpp_version not in V2X_VERSIONS:
+        # A charger that spoke 1.6 before: its 2.x id matches one we issued. Never mix the two.
+        raise normalize.NormalizationError(
+            f"transactionId {event.transaction_id!r} belongs to an earlier OCPP 1.6 session of this charger"
+        )
     created = session is None
     if session is None:
         session = _session_open_2x(charger_pk=charger_pk, event=event, ocpp_version=ocpp_version)

@@ -154,6 +154,18 @@ def test_a_new_transaction_on_a_connector_closes_the_one_whose_end_was_lost(stat
     assert Session.objects.get(transaction_id="tx-new").state == SessionState.ACTIVE
 
 
+def test_a_2x_transaction_id_never_joins_a_16_session(charger, id_token):
+    v16 = Station(charger, "1.6")
+    v16.result("BootNotification", {"chargePointVendor": "Acme", "chargePointModel": "AC"})
+    issued = v16.result("StartTransaction", {"connectorId": 1, "idTag": "TAG-OK", "meterStart": 0, "timestamp": at(0)})["transactionId"]
+    v201 = Station(charger)
+    v201.boot()
+    code, description = v201.error("TransactionEvent", transaction_event("Updated", 5, transaction_id=str(issued), trigger="MeterValuePeriodic", meter_values=[meter_value(at(5), energy(999))]))
+    assert code == "PropertyConstraintViolation" and "1.6" in description
+    session = Session.objects.get()
+    assert (session.ocpp_version, session.energy_wh, session.meter_samples.count()) == ("1.6", 0, 0)
+
+
 def test_a_token_already_charging_elsewhere_is_concurrent(station, id_token):
     start(station, "tx-1", evse=1)
     reply = start(station, "tx-2", evse=2)
@@ -374,3 +386,22 @@ def test_data_transfer_handlers_answer_with_data(station, charger):
     finally:
         datatransfer.unregister("com.acme.pricing", "Price")
     assert reply == {"status": "Accepted", "data": '{"echo": {"kWh": 3}}'}
+
+
+# --- Coverage ------------------------------------------------------------------------------------
+
+CHARGER_INITIATED_201 = {
+    "Authorize", "BootNotification", "ClearedChargingLimit", "DataTransfer", "FirmwareStatusNotification",
+    "Get15118EVCertificate", "GetCertificateStatus", "Heartbeat", "LogStatusNotification", "MeterValues",
+    "NotifyChargingLimit", "NotifyCustomerInformation", "NotifyDisplayMessages", "NotifyEVChargingNeeds",
+    "NotifyEVChargingSchedule", "NotifyEvent", "NotifyMonitoringReport", "NotifyReport",
+    "PublishFirmwareStatusNotification", "ReportChargingProfiles", "ReservationStatusUpdate",
+    "SecurityEventNotification", "SignCertificate", "StatusNotification", "TransactionEvent",
+}
+
+
+def test_the_201_endpoint_handles_every_charger_initiated_message(station):
+    handled = {action for action, handlers in station.dispatcher.route_map.items() if "_on_action" in handlers}
+    assert handled == CHARGER_INITIATED_201
+    # The rest of 2.0.1 is sent by the CSMS: a charger sending it gets NotSupported.
+    assert station.error("Reset", {"type": "Immediate"})[0] == "NotSupported"
