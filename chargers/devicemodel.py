@@ -18,7 +18,12 @@ from django.utils import timezone
 from . import normalize
 from .models import DeviceVariable, DeviceVariableAttribute, DeviceVariableMonitor
 
-ATTRIBUTE_DEFAULTS = {"type": "Actual", "mutability": "ReadWrite", "persistent": False, "constant": False}
+ATTRIBUTE_DEFAULTS = {
+    "type": "Actual",
+    "mutability": "ReadWrite",
+    "persistent": False,
+    "constant": False,
+}
 
 
 @dataclass(frozen=True, slots=True)
@@ -97,7 +102,9 @@ def _variables_upsert(
     """Create or update variables; returns their pks by key."""
     by_key: dict[str, DeviceVariable] = {}
     for ref, extra in rows:
-        by_key[ref.key] = DeviceVariable(charger_id=charger_pk, key=ref.key, **ref.fields(), **extra)
+        by_key[ref.key] = DeviceVariable(
+            charger_id=charger_pk, key=ref.key, **ref.fields(), **extra
+        )
     if not by_key:
         return {}
     if update_fields:
@@ -110,7 +117,9 @@ def _variables_upsert(
     else:
         DeviceVariable.objects.bulk_create(list(by_key.values()), ignore_conflicts=True)
     return dict(
-        DeviceVariable.objects.filter(charger_id=charger_pk, key__in=list(by_key)).values_list("key", "pk")
+        DeviceVariable.objects.filter(charger_id=charger_pk, key__in=list(by_key)).values_list(
+            "key", "pk"
+        )
     )
 
 
@@ -211,7 +220,14 @@ def device_monitoring_store(
                 list(rows.values()),
                 update_conflicts=True,
                 unique_fields=["variable", "monitor_id"],
-                update_fields=["type", "value", "severity", "transaction", "report_request_id", "reported_at"],
+                update_fields=[
+                    "type",
+                    "value",
+                    "severity",
+                    "transaction",
+                    "report_request_id",
+                    "reported_at",
+                ],
             )
     return len(rows)
 
@@ -220,9 +236,9 @@ def device_actual_values_update(*, charger_pk: int, values: list[tuple[VariableR
     """Set the Actual value of variables already in the device model (from NotifyEvent)."""
     updated = 0
     keys = {ref.key: value for ref, value in values}
-    for pk, key in DeviceVariable.objects.filter(charger_id=charger_pk, key__in=list(keys)).values_list(
-        "pk", "key"
-    ):
+    for pk, key in DeviceVariable.objects.filter(
+        charger_id=charger_pk, key__in=list(keys)
+    ).values_list("pk", "key"):
         updated += DeviceVariableAttribute.objects.filter(variable_id=pk, type="Actual").update(
             value=keys[key], has_value=True
         )

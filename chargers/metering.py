@@ -65,7 +65,11 @@ def is_session_register(sample: Sample) -> bool:
 
 
 def readings_from(samples: Iterable[Sample]) -> list[Reading]:
-    return [Reading(s.timestamp, s.value) for s in samples if is_session_register(s) and s.value is not None]
+    return [
+        Reading(s.timestamp, s.value)
+        for s in samples
+        if is_session_register(s) and s.value is not None
+    ]
 
 
 def _wrap_for(previous: Decimal) -> Decimal | None:

@@ -177,7 +177,9 @@ ID_MIN, ID_MAX = -(2**63), 2**63 - 1
 def fingerprint(payload: dict[str, Any]) -> str:
     """Identifies a message by content; the offline flag a re-send may add does not count."""
     content = {k: v for k, v in payload.items() if k != "offline"}
-    return hashlib.sha256(json.dumps(content, sort_keys=True, separators=(",", ":")).encode()).hexdigest()
+    return hashlib.sha256(
+        json.dumps(content, sort_keys=True, separators=(",", ":")).encode()
+    ).hexdigest()
 
 
 @dataclass(frozen=True, slots=True)
@@ -299,10 +301,14 @@ def ev_charging_needs(
         max_current_a=_quantity(ac.get("evMaxCurrent", dc.get("evMaxCurrent")), "evMaxCurrent"),
         max_voltage_v=_quantity(ac.get("evMaxVoltage", dc.get("evMaxVoltage")), "evMaxVoltage"),
         max_power_w=_quantity(dc.get("evMaxPower"), "evMaxPower"),
-        state_of_charge=normalize.check_integer(soc, "stateOfCharge", maximum=100) if soc is not None else None,
+        state_of_charge=normalize.check_integer(soc, "stateOfCharge", maximum=100)
+        if soc is not None
+        else None,
         energy_capacity_wh=_quantity(dc.get("evEnergyCapacity"), "evEnergyCapacity"),
         max_schedule_tuples=(
-            normalize.check_integer(max_tuples, "maxScheduleTuples") if max_tuples is not None else None
+            normalize.check_integer(max_tuples, "maxScheduleTuples")
+            if max_tuples is not None
+            else None
         ),
         detail=payload,
     )

@@ -274,7 +274,9 @@ class ChargePoint201:
         info = await database_sync_to_async(services.id_token_authorize_2x)(
             organization_pk=self.organization_pk, id_token=id_token
         )
-        certificate = self.payload.get("certificate") or self.payload.get("iso15118CertificateHashData")
+        certificate = self.payload.get("certificate") or self.payload.get(
+            "iso15118CertificateHashData"
+        )
         return self.results.Authorize(
             id_token_info=info,
             # Contract certificates cannot be checked until certificate management exists.
@@ -391,7 +393,9 @@ class ChargePoint201:
 
     @on(Action.notify_ev_charging_needs)
     async def on_notify_ev_charging_needs(self, **_: Any) -> Any:
-        needs = normalize2x.ev_charging_needs(self.payload, self.context, received_at=normalize.utc_now())
+        needs = normalize2x.ev_charging_needs(
+            self.payload, self.context, received_at=normalize.utc_now()
+        )
         status = self.ev_charging_needs_status
         await database_sync_to_async(services.ev_charging_needs_record)(
             charger_pk=self.charger_pk, needs=needs, response_status=status
@@ -405,7 +409,10 @@ class ChargePoint201:
             ChargerEvent.Kind.EV_CHARGING_SCHEDULE,
             status="Accepted",
             timestamp=moment.value,
-            detail={"evse_id": self.payload["evseId"], "charging_schedule": self.payload["chargingSchedule"]},
+            detail={
+                "evse_id": self.payload["evseId"],
+                "charging_schedule": self.payload["chargingSchedule"],
+            },
         )
         return self.results.NotifyEVChargingSchedule(status="Accepted")
 
@@ -465,7 +472,9 @@ class ChargePoint201:
             ChargerEvent.Kind.FIRMWARE,
             status=self.payload["status"],
             request_id=_request_id(self.payload.get("requestId")),
-            detail={"status_info": self.payload["statusInfo"]} if "statusInfo" in self.payload else {},
+            detail={"status_info": self.payload["statusInfo"]}
+            if "statusInfo" in self.payload
+            else {},
         )
         return self.results.FirmwareStatusNotification()
 
@@ -512,7 +521,9 @@ class ChargePoint201:
             request_id=_request_id(self.payload.get("requestId")),
             detail={
                 "request": "SignCertificate",
-                "certificate_type": self.payload.get("certificateType", "ChargingStationCertificate"),
+                "certificate_type": self.payload.get(
+                    "certificateType", "ChargingStationCertificate"
+                ),
                 "csr": self.payload["csr"],
                 "reason": NO_CA_INFO,
             },
@@ -558,7 +569,9 @@ class ChargePoint201:
         data = self.payload.get("data")
         # 2.x data may be any JSON value; handlers and the record see it as text.
         text = "" if data is None else data if isinstance(data, str) else normalize2x.dumps(data)
-        status, reply = await database_sync_to_async(self._data_transfer)(vendor_id, message_id, text)
+        status, reply = await database_sync_to_async(self._data_transfer)(
+            vendor_id, message_id, text
+        )
         return self.results.DataTransfer(status=status, data=reply)
 
     def _data_transfer(self, vendor_id: str, message_id: str, data: str) -> tuple[str, str | None]:

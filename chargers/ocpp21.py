@@ -20,7 +20,7 @@ from ocpp.v21.enums import Action
 from . import normalize, protocol
 from .dispatch import Dispatcher, Outcome
 from .models import ChargerEvent
-from .ocpp201 import NO_CA_INFO, NO_CA_REASON, ChargePoint201, _request_id, snake
+from .ocpp201 import NO_CA_INFO, ChargePoint201, _request_id, snake
 
 logger = logging.getLogger(__name__)
 
@@ -47,7 +47,9 @@ class Dispatcher21(Dispatcher):
         if type_id == CALLRESULTERROR:
             action = self.pending.pop(message_id, "")
             logger.info(
-                "charger rejected our answer to %s: %s", message_id, frame[2:4] if len(frame) > 3 else frame
+                "charger rejected our answer to %s: %s",
+                message_id,
+                frame[2:4] if len(frame) > 3 else frame,
             )
             return Outcome(None, CALLRESULTERROR, message_id, action)
         action = frame[2] if len(frame) == 4 and isinstance(frame[2], str) else ""
@@ -63,7 +65,9 @@ class Dispatcher21(Dispatcher):
     async def _run_handler(self, call: protocol.Call) -> str:
         if call.action in SEND_ACTIONS:
             raise protocol.FrameError(
-                "NotSupported", f"{call.action} is sent as a SEND (6), not as a CALL", call.message_id
+                "NotSupported",
+                f"{call.action} is sent as a SEND (6), not as a CALL",
+                call.message_id,
             )
         return await super()._run_handler(call)
 
@@ -138,7 +142,11 @@ class ChargePoint21(ChargePoint201):
         await self._record(
             ChargerEvent.Kind.CERTIFICATE,
             status="GetCertificateChainStatusFailed",
-            detail={"request": "GetCertificateChainStatus", "requests": requests, "reason": NO_CA_INFO},
+            detail={
+                "request": "GetCertificateChainStatus",
+                "requests": requests,
+                "reason": NO_CA_INFO,
+            },
         )
         now = normalize.format_datetime(normalize.utc_now())
         return self.results.GetCertificateChainStatus(
@@ -243,6 +251,3 @@ class ChargePoint21(ChargePoint201):
                 "additional_info": "this CSMS does not validate VAT numbers",
             },
         )
-
-
-__all__ = ["KNOWN_ACTIONS", "NO_CA_REASON", "ChargePoint21", "Dispatcher21"]

@@ -34,7 +34,9 @@ class Station:
         )
         self.handler = handler_class(self.connection, None)
         dispatcher_class = getattr(handler_class, "dispatcher_class", Dispatcher)
-        self.dispatcher = dispatcher_class(self.handler, version=version, known_actions=known_actions)
+        self.dispatcher = dispatcher_class(
+            self.handler, version=version, known_actions=known_actions
+        )
         self._ids = itertools.count(1)
         self.last: Outcome | None = None
 
@@ -50,14 +52,18 @@ class Station:
         self.last = async_to_sync(go)()
         return json.loads(self.last.reply) if self.last.reply else None
 
-    def send(self, action: str, payload: dict[str, Any], message_id: str | None = None) -> list[Any]:
+    def send(
+        self, action: str, payload: dict[str, Any], message_id: str | None = None
+    ) -> list[Any]:
         message_id = message_id or f"m-{next(self._ids)}"
         reply = self.send_text(json.dumps([2, message_id, action, payload]))
         assert reply is not None
         assert reply[1] == message_id
         return reply
 
-    def result(self, action: str, payload: dict[str, Any], message_id: str | None = None) -> dict[str, Any]:
+    def result(
+        self, action: str, payload: dict[str, Any], message_id: str | None = None
+    ) -> dict[str, Any]:
         """Send a CALL that must be answered with a CALLRESULT; its payload."""
         reply = self.send(action, payload, message_id)
         assert reply[0] == 3, reply
@@ -69,14 +75,25 @@ class Station:
         assert reply[0] == 4, reply
         return reply[2], reply[3]
 
-    def boot(self, vendor: str = "Acme", model: str = "AC-22", reason: str = "PowerUp", **station: Any) -> dict[str, Any]:
+    def boot(
+        self, vendor: str = "Acme", model: str = "AC-22", reason: str = "PowerUp", **station: Any
+    ) -> dict[str, Any]:
         return self.result(
             "BootNotification",
-            {"reason": reason, "chargingStation": {"vendorName": vendor, "model": model, **station}},
+            {
+                "reason": reason,
+                "chargingStation": {"vendorName": vendor, "model": model, **station},
+            },
         )
 
 
-def energy(wh: float | int, context: str = "Sample.Periodic", unit: str = "Wh", multiplier: int = 0, **extra: Any) -> dict[str, Any]:
+def energy(
+    wh: float | int,
+    context: str = "Sample.Periodic",
+    unit: str = "Wh",
+    multiplier: int = 0,
+    **extra: Any,
+) -> dict[str, Any]:
     unit_of_measure: dict[str, Any] = {"unit": unit}
     if multiplier:
         unit_of_measure["multiplier"] = multiplier

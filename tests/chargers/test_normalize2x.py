@@ -63,7 +63,10 @@ def test_connector_numbers_refuse_what_they_cannot_hold(evse, connector):
     ],
 )
 def test_2x_statuses_map_onto_the_common_set(raw, charging_state, transaction, status):
-    assert normalize2x.status_from_v2(raw, charging_state=charging_state, transaction=transaction) == status
+    assert (
+        normalize2x.status_from_v2(raw, charging_state=charging_state, transaction=transaction)
+        == status
+    )
 
 
 # --- Meter values --------------------------------------------------------------------------------
@@ -89,9 +92,13 @@ def read(*sampled_values, timestamp="2025-03-01T10:00:00Z", context=PLAIN):
         (7, {"unit": "kvarh"}, Decimal(7000), "varh"),
     ],
 )
-def test_energy_is_scaled_to_wh_with_units_and_multipliers(value, unit_of_measure, si_value, si_unit):
+def test_energy_is_scaled_to_wh_with_units_and_multipliers(
+    value, unit_of_measure, si_value, si_unit
+):
     extra = {"unitOfMeasure": unit_of_measure} if unit_of_measure else {}
-    measurand = "Energy.Reactive.Import.Register" if si_unit == "varh" else "Energy.Active.Import.Register"
+    measurand = (
+        "Energy.Reactive.Import.Register" if si_unit == "varh" else "Energy.Active.Import.Register"
+    )
     (sample,) = read(sampled(value, measurand, **extra))
     assert (sample.value, sample.unit) == (si_value, si_unit)
 
@@ -115,15 +122,27 @@ def test_other_measurands_keep_their_units_phases_locations_and_contexts():
 
 def test_the_raw_reading_is_kept_with_its_multiplier():
     (sample,) = read(sampled(21.25, unitOfMeasure={"unit": "kWh", "multiplier": 1}))
-    assert (sample.raw_value, sample.raw_unit, sample.value) == ("21.25E1", "kWh", Decimal("212500"))
+    assert (sample.raw_value, sample.raw_unit, sample.value) == (
+        "21.25E1",
+        "kWh",
+        Decimal("212500"),
+    )
     assert normalize.to_si(Decimal(sample.raw_value), sample.raw_unit)[0] == sample.value
 
 
 def test_signed_meter_values_are_kept_verbatim():
-    signed = {"signedMeterData": "AAEC+/==", "signingMethod": "ECDSA-secp384r1-SHA256", "encodingMethod": "OCMF", "publicKey": "ü-key"}
+    signed = {
+        "signedMeterData": "AAEC+/==",
+        "signingMethod": "ECDSA-secp384r1-SHA256",
+        "encodingMethod": "OCMF",
+        "publicKey": "ü-key",
+    }
     (sample,) = read(sampled(100, signedMeterValue=signed))
     assert sample.value == Decimal(100)
-    assert sample.signed_data == '{"signedMeterData":"AAEC+/==","signingMethod":"ECDSA-secp384r1-SHA256","encodingMethod":"OCMF","publicKey":"ü-key"}'
+    assert (
+        sample.signed_data
+        == '{"signedMeterData":"AAEC+/==","signingMethod":"ECDSA-secp384r1-SHA256","encodingMethod":"OCMF","publicKey":"ü-key"}'
+    )
     assert json.loads(sample.signed_data) == signed
 
 
@@ -149,7 +168,11 @@ def event_payload(**overrides):
         "timestamp": "2025-03-01T10:00:00+01:00",
         "triggerReason": "Authorized",
         "seqNo": 0,
-        "transactionInfo": {"transactionId": "abc", "chargingState": "Charging", "remoteStartId": 5},
+        "transactionInfo": {
+            "transactionId": "abc",
+            "chargingState": "Charging",
+            "remoteStartId": 5,
+        },
         "evse": {"id": 2, "connectorId": 1},
         "idToken": {"idToken": "TAG", "type": "ISO14443"},
         "meterValue": [{"timestamp": "2025-03-01T09:00:00Z", "sampledValue": [{"value": 10}]}],
@@ -160,7 +183,12 @@ def event_payload(**overrides):
 
 def test_a_transaction_event_is_read_into_the_normalized_model():
     event = normalize2x.transaction_event(event_payload(), PLAIN, received_at=NOW)
-    assert (event.event_type, event.seq_no, event.transaction_id, event.trigger_reason) == ("Started", 0, "abc", "Authorized")
+    assert (event.event_type, event.seq_no, event.transaction_id, event.trigger_reason) == (
+        "Started",
+        0,
+        "abc",
+        "Authorized",
+    )
     assert event.timestamp == datetime(2025, 3, 1, 9, tzinfo=UTC)
     assert (event.evse_id, event.connector_number, event.evse_connector_id) == (2, 2, 1)
     assert (event.charging_state, event.remote_start_id, event.offline) == ("Charging", 5, False)
@@ -171,7 +199,9 @@ def test_a_transaction_event_is_read_into_the_normalized_model():
 def test_the_fingerprint_ignores_the_offline_flag_of_a_resend():
     first = normalize2x.transaction_event(event_payload(), PLAIN, received_at=NOW)
     again = normalize2x.transaction_event(event_payload(offline=True), PLAIN, received_at=NOW)
-    other = normalize2x.transaction_event(event_payload(triggerReason="CablePluggedIn"), PLAIN, received_at=NOW)
+    other = normalize2x.transaction_event(
+        event_payload(triggerReason="CablePluggedIn"), PLAIN, received_at=NOW
+    )
     assert first.fingerprint == again.fingerprint != other.fingerprint
     assert again.offline is True
 
@@ -185,7 +215,12 @@ def readings(*values, start=0):
 
 def test_energy_is_the_register_difference():
     result = session_energy(readings(1000, 1500, 2500))
-    assert (result.energy_wh, result.first_wh, result.last_wh, result.anomalies) == (Decimal(1500), 1000, 2500, ())
+    assert (result.energy_wh, result.first_wh, result.last_wh, result.anomalies) == (
+        Decimal(1500),
+        1000,
+        2500,
+        (),
+    )
 
 
 def test_energy_does_not_depend_on_arrival_order():
@@ -217,7 +252,11 @@ def test_a_32_bit_counter_rollover_is_counted_through():
 def test_a_fall_is_a_glitch_unless_the_register_resets_on_reboot():
     values = readings(1000, 1500, 20, 200, 400, 1600)
     glitch = session_energy(values)
-    assert (glitch.energy_wh, glitch.ignored_falls, glitch.anomalies) == (Decimal(600), 1, ("register_fall_ignored",))
+    assert (glitch.energy_wh, glitch.ignored_falls, glitch.anomalies) == (
+        Decimal(600),
+        1,
+        ("register_fall_ignored",),
+    )
     reset = session_energy(values, resets_on_reboot=True)
     # 500 before the reboot, then the new register's 1600 from zero.
     assert (reset.energy_wh, reset.resets) == (Decimal(2100), 1)
@@ -231,11 +270,53 @@ def test_a_fall_from_low_in_the_range_is_no_rollover():
 
 def test_only_the_outlet_total_register_counts():
     samples = [
-        normalize.Sample(at(0), metering.ENERGY_REGISTER, "", "", "Transaction.Begin", Decimal(10), "Wh", "10", "Wh"),
-        normalize.Sample(at(1), metering.ENERGY_REGISTER, "L1", "", "Sample.Periodic", Decimal(99), "Wh", "99", "Wh"),
-        normalize.Sample(at(1), metering.ENERGY_REGISTER, "", "EV", "Sample.Periodic", Decimal(99), "Wh", "99", "Wh"),
-        normalize.Sample(at(1), "Power.Active.Import", "", "", "Sample.Periodic", Decimal(99), "W", "99", "W"),
-        normalize.Sample(at(2), metering.ENERGY_REGISTER, "", "Outlet", "Transaction.End", Decimal(60), "Wh", "60", "Wh"),
+        normalize.Sample(
+            at(0),
+            metering.ENERGY_REGISTER,
+            "",
+            "",
+            "Transaction.Begin",
+            Decimal(10),
+            "Wh",
+            "10",
+            "Wh",
+        ),
+        normalize.Sample(
+            at(1),
+            metering.ENERGY_REGISTER,
+            "L1",
+            "",
+            "Sample.Periodic",
+            Decimal(99),
+            "Wh",
+            "99",
+            "Wh",
+        ),
+        normalize.Sample(
+            at(1),
+            metering.ENERGY_REGISTER,
+            "",
+            "EV",
+            "Sample.Periodic",
+            Decimal(99),
+            "Wh",
+            "99",
+            "Wh",
+        ),
+        normalize.Sample(
+            at(1), "Power.Active.Import", "", "", "Sample.Periodic", Decimal(99), "W", "99", "W"
+        ),
+        normalize.Sample(
+            at(2),
+            metering.ENERGY_REGISTER,
+            "",
+            "Outlet",
+            "Transaction.End",
+            Decimal(60),
+            "Wh",
+            "60",
+            "Wh",
+        ),
     ]
     assert session_energy(metering.readings_from(samples)).energy_wh == Decimal(50)
 
@@ -269,7 +350,9 @@ def test_the_most_specific_profile_matches(vendor, model, pk):
 
 
 def test_naive_timestamps_are_utc_unless_the_profile_reads_them_in_the_sites_zone():
-    assert quirks.read_timestamp("2025-07-01T12:00:00", PLAIN, received_at=NOW).value == datetime(2025, 7, 1, 12, tzinfo=UTC)
+    assert quirks.read_timestamp("2025-07-01T12:00:00", PLAIN, received_at=NOW).value == datetime(
+        2025, 7, 1, 12, tzinfo=UTC
+    )
     local = Context(frozenset({Correction.NAIVE_LOCAL_TIME}), "Europe/Amsterdam")
     corrected = quirks.read_timestamp("2025-07-01T12:00:00", local, received_at=NOW)
     assert corrected.value == datetime(2025, 7, 1, 10, tzinfo=UTC)  # CEST is UTC+2
@@ -298,7 +381,10 @@ def test_the_placeholder_timestamp_becomes_the_time_it_arrived():
 )
 def test_energy_unit_labels_are_corrected(correction, unit, value, fixed):
     result = quirks.correct_energy(
-        value, measurand="Energy.Active.Import.Register", unit_label=unit, context=Context(frozenset({correction}))
+        value,
+        measurand="Energy.Active.Import.Register",
+        unit_label=unit,
+        context=Context(frozenset({correction})),
     )
     assert result.value == fixed
     assert result.corrections == ((correction.value,) if fixed != value else ())
@@ -313,15 +399,28 @@ def test_energy_corrections_leave_other_measurands_alone():
 
 
 def test_16_meter_values_carry_the_corrections_applied():
-    context = Context(frozenset({Correction.NAIVE_LOCAL_TIME, Correction.ENERGY_KWH_LABELLED_WH}), "Asia/Tokyo")
+    context = Context(
+        frozenset({Correction.NAIVE_LOCAL_TIME, Correction.ENERGY_KWH_LABELLED_WH}), "Asia/Tokyo"
+    )
     samples = quirks.samples_from_v16(
-        [{"timestamp": "2025-03-01T09:00:00", "sampled_value": [{"value": "3.25", "unit": "Wh"}, {"value": "16", "measurand": "Current.Import"}]}],
+        [
+            {
+                "timestamp": "2025-03-01T09:00:00",
+                "sampled_value": [
+                    {"value": "3.25", "unit": "Wh"},
+                    {"value": "16", "measurand": "Current.Import"},
+                ],
+            }
+        ],
         context,
         received_at=NOW,
     )
     energy, current = samples
     assert energy.timestamp == datetime(2025, 3, 1, 0, tzinfo=UTC)
-    assert (energy.value, energy.corrections) == (Decimal(3250), ("naive_local_time", "energy_kwh_labelled_wh"))
+    assert (energy.value, energy.corrections) == (
+        Decimal(3250),
+        ("naive_local_time", "energy_kwh_labelled_wh"),
+    )
     assert (current.value, current.corrections) == (Decimal(16), ("naive_local_time",))
     assert energy.raw_value == "3.25"  # what the charger sent stays as sent
 

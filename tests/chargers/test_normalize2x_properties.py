@@ -23,7 +23,9 @@ def sessions(draw: Any) -> list[tuple[datetime, int]]:
     """Register readings (time, Wh) of one session: the register only grows."""
     start = draw(st.integers(min_value=0, max_value=10**11))
     steps = draw(st.lists(st.integers(min_value=0, max_value=50_000), min_size=1, max_size=40))
-    gaps = draw(st.lists(st.integers(min_value=1, max_value=900), min_size=len(steps), max_size=len(steps)))
+    gaps = draw(
+        st.lists(st.integers(min_value=1, max_value=900), min_size=len(steps), max_size=len(steps))
+    )
     readings = [(T0, start)]
     moment, value = T0, start
     for step, gap in zip(steps, gaps, strict=True):
@@ -51,7 +53,11 @@ def written(wh: int, scaling: str) -> tuple[Any, dict[str, Any] | None]:
 
 def meter_value(moment: datetime, wh: int, scaling: str, context: str) -> dict[str, Any]:
     value, unit = written(wh, scaling)
-    sampled: dict[str, Any] = {"value": value, "measurand": "Energy.Active.Import.Register", "context": context}
+    sampled: dict[str, Any] = {
+        "value": value,
+        "measurand": "Energy.Active.Import.Register",
+        "context": context,
+    }
     if unit:
         sampled["unitOfMeasure"] = unit
     return {"timestamp": normalize.format_datetime(moment), "sampledValue": [sampled]}
@@ -66,7 +72,12 @@ def events(
     for seq_no, (low, high) in enumerate(pairwise(bounds)):
         last = high == len(readings)
         values = [
-            meter_value(moment, wh, scalings[(low + i) % len(scalings)], "Transaction.Begin" if low + i == 0 else "Sample.Periodic")
+            meter_value(
+                moment,
+                wh,
+                scalings[(low + i) % len(scalings)],
+                "Transaction.Begin" if low + i == 0 else "Sample.Periodic",
+            )
             for i, (moment, wh) in enumerate(readings[low:high])
         ]
         payloads.append(
@@ -106,7 +117,9 @@ def within_window(items: list[Any], shifts: list[int], window: int) -> list[Any]
     shifts=st.lists(st.integers(min_value=0, max_value=5), min_size=1, max_size=10),
     window=st.integers(min_value=0, max_value=5),
 )
-def test_energy_is_the_same_however_split_reordered_or_scaled(readings, cuts_a, cuts_b, scalings, shifts, window):
+def test_energy_is_the_same_however_split_reordered_or_scaled(
+    readings, cuts_a, cuts_b, scalings, shifts, window
+):
     expected = Decimal(readings[-1][1] - readings[0][1])
     plain = events(readings, [], ["Wh"])
     assert energy_of(plain) == expected

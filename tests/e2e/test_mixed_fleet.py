@@ -22,7 +22,15 @@ from tests.conftest import CHARGER_PASSWORD
 pytestmark = [pytest.mark.e2e, pytest.mark.django_db(transaction=True)]
 
 # Fields that may (and must) differ: the protocol, and the ids and times of each session.
-DIFFERENT = {"id", "charger", "connector", "transaction_id", "ocpp_version", "start_key", "id_token"}
+DIFFERENT = {
+    "id",
+    "charger",
+    "connector",
+    "transaction_id",
+    "ocpp_version",
+    "start_key",
+    "id_token",
+}
 
 
 @pytest.fixture(autouse=True)
@@ -60,15 +68,21 @@ def filled(session: Session) -> set[str]:
     }
 
 
-async def test_16_and_201_sessions_look_the_same(server, make_charger, organization, site, id_token):
+async def test_16_and_201_sessions_look_the_same(
+    server, make_charger, organization, site, id_token
+):
     # One driver's card may run two sessions at once here (the fleet charges in parallel).
     await sync_to_async(IdToken.objects.filter(pk=id_token.pk).update)(allow_concurrent=True)
     old = await sync_to_async(make_charger)("MIX-16")
     new = await sync_to_async(make_charger)("MIX-201")
     stats = Stats()
     await asyncio.gather(
-        one_session(SimulatedCharger(old.identity, config(server, "ocpp1.6"), stats, random.Random(1))),
-        one_session(SimulatedCharger201(new.identity, config(server, "ocpp2.0.1"), stats, random.Random(2))),
+        one_session(
+            SimulatedCharger(old.identity, config(server, "ocpp1.6"), stats, random.Random(1))
+        ),
+        one_session(
+            SimulatedCharger201(new.identity, config(server, "ocpp2.0.1"), stats, random.Random(2))
+        ),
     )
     assert (stats.errors, stats.sessions_stopped) == (0, 2)
 
@@ -95,14 +109,24 @@ async def test_16_and_201_sessions_look_the_same(server, make_charger, organizat
 
     def register_readings(session: Session) -> set[tuple[str, str]]:
         return set(
-            MeterSample.objects.filter(session=session, measurand="Energy.Active.Import.Register").values_list("unit", "location")
+            MeterSample.objects.filter(
+                session=session, measurand="Energy.Active.Import.Register"
+            ).values_list("unit", "location")
         )
 
     # Readings land in the same units, whatever each version sent them in.
-    assert await sync_to_async(register_readings)(v16) == await sync_to_async(register_readings)(v201) == {("Wh", "Outlet")}
+    assert (
+        await sync_to_async(register_readings)(v16)
+        == await sync_to_async(register_readings)(v201)
+        == {("Wh", "Outlet")}
+    )
 
     def power_units() -> set[tuple[str, str]]:
-        return set(MeterSample.objects.filter(measurand="Power.Active.Import").values_list("unit", "raw_unit"))
+        return set(
+            MeterSample.objects.filter(measurand="Power.Active.Import").values_list(
+                "unit", "raw_unit"
+            )
+        )
 
     assert await sync_to_async(power_units)() == {("W", "kW"), ("W", "W")}
     assert Decimal(0) < v201.energy_wh

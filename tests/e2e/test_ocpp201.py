@@ -101,7 +101,9 @@ async def test_boot_status_authorize_and_a_transaction(server, charger, id_token
         assert boot.current_time.endswith("Z")
 
         await client.call(
-            call.StatusNotification(timestamp=T0, connector_status="Available", evse_id=1, connector_id=1),
+            call.StatusNotification(
+                timestamp=T0, connector_status="Available", evse_id=1, connector_id=1
+            ),
             suppress=False,
         )
         heartbeat = await client.call(call.Heartbeat(), suppress=False)
@@ -113,7 +115,9 @@ async def test_boot_status_authorize_and_a_transaction(server, charger, id_token
         assert authorized.id_token_info["status"] == "Accepted"
 
         await client.call(
-            call.StatusNotification(timestamp=T0, connector_status="Occupied", evse_id=1, connector_id=1),
+            call.StatusNotification(
+                timestamp=T0, connector_status="Occupied", evse_id=1, connector_id=1
+            ),
             suppress=False,
         )
         started = await client.call(
@@ -125,7 +129,12 @@ async def test_boot_status_authorize_and_a_transaction(server, charger, id_token
                 transaction_info={"transaction_id": "tx-e2e-1", "charging_state": "Charging"},
                 evse={"id": 1, "connector_id": 1},
                 id_token={"id_token": "TAG-OK", "type": "ISO14443"},
-                meter_value=[{"timestamp": "2025-03-01T10:00:05Z", "sampled_value": [sampled(10_000, "Transaction.Begin")]}],
+                meter_value=[
+                    {
+                        "timestamp": "2025-03-01T10:00:05Z",
+                        "sampled_value": [sampled(10_000, "Transaction.Begin")],
+                    }
+                ],
             ),
             suppress=False,
         )
@@ -141,8 +150,16 @@ async def test_boot_status_authorize_and_a_transaction(server, charger, id_token
                     {
                         "timestamp": "2025-03-01T10:15:05Z",
                         "sampled_value": [
-                            {"value": 12.5, "measurand": "Energy.Active.Import.Register", "unit_of_measure": {"unit": "kWh"}},
-                            {"value": 11, "measurand": "Power.Active.Import", "unit_of_measure": {"unit": "W", "multiplier": 3}},
+                            {
+                                "value": 12.5,
+                                "measurand": "Energy.Active.Import.Register",
+                                "unit_of_measure": {"unit": "kWh"},
+                            },
+                            {
+                                "value": 11,
+                                "measurand": "Power.Active.Import",
+                                "unit_of_measure": {"unit": "W", "multiplier": 3},
+                            },
                         ],
                     }
                 ],
@@ -156,9 +173,18 @@ async def test_boot_status_authorize_and_a_transaction(server, charger, id_token
                 timestamp="2025-03-01T10:30:05Z",
                 trigger_reason="StopAuthorized",
                 seq_no=2,
-                transaction_info={"transaction_id": "tx-e2e-1", "charging_state": "EVConnected", "stopped_reason": "Local"},
+                transaction_info={
+                    "transaction_id": "tx-e2e-1",
+                    "charging_state": "EVConnected",
+                    "stopped_reason": "Local",
+                },
                 id_token={"id_token": "TAG-OK", "type": "ISO14443"},
-                meter_value=[{"timestamp": "2025-03-01T10:30:05Z", "sampled_value": [sampled(15_250, "Transaction.End")]}],
+                meter_value=[
+                    {
+                        "timestamp": "2025-03-01T10:30:05Z",
+                        "sampled_value": [sampled(15_250, "Transaction.End")],
+                    }
+                ],
             ),
             suppress=False,
         )
@@ -174,7 +200,9 @@ async def test_boot_status_authorize_and_a_transaction(server, charger, id_token
     assert session.meter_stop_wh == Decimal(15_250)
     assert session.energy_wh == Decimal(5_250)
     assert session.stop_reason == "Local"
-    power = await sync_to_async(MeterSample.objects.get)(session=session, measurand="Power.Active.Import")
+    power = await sync_to_async(MeterSample.objects.get)(
+        session=session, measurand="Power.Active.Import"
+    )
     assert power.value == Decimal(11_000) and power.unit == "W"
 
     def journaled() -> bool:
@@ -183,7 +211,9 @@ async def test_boot_status_authorize_and_a_transaction(server, charger, id_token
 
     await wait_for(journaled)
     await wait_for(
-        lambda: Connector.objects.filter(charger=charger, connector_id=1, raw_status="Occupied").exists()
+        lambda: Connector.objects.filter(
+            charger=charger, connector_id=1, raw_status="Occupied"
+        ).exists()
     )
     refreshed = await sync_to_async(Charger.objects.get)(pk=charger.pk)
     assert refreshed.vendor == "Acme" and refreshed.model == "AC-22"
@@ -218,7 +248,9 @@ async def test_a_wrong_password_is_refused_at_the_handshake(server, charger):
 async def test_a_bad_payload_gets_a_2x_callerror_and_the_socket_stays_up(server, charger):
     async with strict_client(server, charger.identity) as client:
         await client.call(
-            call.BootNotification(charging_station={"model": "M", "vendor_name": "V"}, reason="PowerUp"),
+            call.BootNotification(
+                charging_station={"model": "M", "vendor_name": "V"}, reason="PowerUp"
+            ),
             suppress=False,
         )
         ws = client._connection
@@ -230,7 +262,9 @@ async def test_a_bad_payload_gets_a_2x_callerror_and_the_socket_stays_up(server,
         return Frame.objects.filter(charger=charger, direction="out", message_id="bad-2").exists()
 
     await wait_for(answered)
-    error = await sync_to_async(Frame.objects.get)(charger=charger, direction="out", message_id="bad-1")
+    error = await sync_to_async(Frame.objects.get)(
+        charger=charger, direction="out", message_id="bad-1"
+    )
     frame = json.loads(error.raw)
     assert frame[0] == 4 and frame[2] == "OccurrenceConstraintViolation"
 
@@ -238,7 +272,9 @@ async def test_a_bad_payload_gets_a_2x_callerror_and_the_socket_stays_up(server,
 async def test_a_transaction_event_that_breaks_the_schema_is_refused(server, charger):
     async with strict_client(server, charger.identity) as client:
         await client.call(
-            call.BootNotification(charging_station={"model": "M", "vendor_name": "V"}, reason="PowerUp"),
+            call.BootNotification(
+                charging_station={"model": "M", "vendor_name": "V"}, reason="PowerUp"
+            ),
             suppress=False,
         )
         with pytest.raises(OCPPError):
@@ -282,7 +318,9 @@ async def test_a_simulated_201_charger_runs_a_session(server, charger, id_token)
     assert session.energy_wh == session.meter_stop_wh - session.meter_start_wh
 
 
-async def test_a_quirk_corrects_the_value_while_the_journal_keeps_the_frame(server, charger, id_token):
+async def test_a_quirk_corrects_the_value_while_the_journal_keeps_the_frame(
+    server, charger, id_token
+):
     await sync_to_async(QuirkProfile.objects.create)(
         name="Quirky", vendor="Quirky", corrections=["naive_local_time", "energy_kwh_labelled_wh"]
     )
@@ -293,7 +331,9 @@ async def test_a_quirk_corrects_the_value_while_the_journal_keeps_the_frame(serv
         '"meterValue":[{"timestamp":"2025-07-01T12:00:00","sampledValue":[{"value":12.5,"unitOfMeasure":{"unit":"Wh"}}]}]}]',
     ]
     async with websockets.connect(
-        server.ocpp_url + charger.identity, subprotocols=["ocpp2.0.1"], additional_headers=basic_auth(charger.identity)
+        server.ocpp_url + charger.identity,
+        subprotocols=["ocpp2.0.1"],
+        additional_headers=basic_auth(charger.identity),
     ) as ws:
         for text in frames:
             await ws.send(text)
@@ -310,7 +350,13 @@ async def test_a_quirk_corrects_the_value_while_the_journal_keeps_the_frame(serv
         return Frame.objects.filter(charger=charger, direction="in", message_id="q-2").exists()
 
     await wait_for(journaled)
-    raws = await sync_to_async(lambda: list(Frame.objects.filter(charger=charger, direction="in").order_by("timestamp", "id").values_list("raw", flat=True)))()
+    raws = await sync_to_async(
+        lambda: list(
+            Frame.objects.filter(charger=charger, direction="in")
+            .order_by("timestamp", "id")
+            .values_list("raw", flat=True)
+        )
+    )()
     assert raws == frames
 
 
@@ -321,23 +367,42 @@ def test_the_simulate_command_runs_a_201_fleet(server, make_charger, id_token, p
     out = io.StringIO()
     call_command(
         "simulate",
-        "--url", server.ocpp_url,
-        "--count", "2",
-        "--prefix", "SIMX-",
-        "--password", CHARGER_PASSWORD,
-        "--protocol", protocol,
-        "--connectors", "1",
-        "--sessions-per-hour", "36000",
-        "--session-minutes", "0.01",
-        "--meter-interval", "0.1",
-        "--id-tag", "TAG-OK",
-        "--ramp", "0.2",
-        "--duration", "6",
-        "--seed", "3",
+        "--url",
+        server.ocpp_url,
+        "--count",
+        "2",
+        "--prefix",
+        "SIMX-",
+        "--password",
+        CHARGER_PASSWORD,
+        "--protocol",
+        protocol,
+        "--connectors",
+        "1",
+        "--sessions-per-hour",
+        "36000",
+        "--session-minutes",
+        "0.01",
+        "--meter-interval",
+        "0.1",
+        "--id-tag",
+        "TAG-OK",
+        "--ramp",
+        "0.2",
+        "--duration",
+        "6",
+        "--seed",
+        "3",
         stdout=out,
     )
     assert "connects=2" in out.getvalue() and "errors=0" in out.getvalue()
-    versions = dict(Charger.objects.filter(identity__startswith="SIMX-").values_list("identity", "ocpp_version"))
-    expected = {"SIMX-001": "2.0.1", "SIMX-002": "2.0.1"} if protocol == "ocpp2.0.1" else {"SIMX-001": "1.6", "SIMX-002": "2.0.1"}
+    versions = dict(
+        Charger.objects.filter(identity__startswith="SIMX-").values_list("identity", "ocpp_version")
+    )
+    expected = (
+        {"SIMX-001": "2.0.1", "SIMX-002": "2.0.1"}
+        if protocol == "ocpp2.0.1"
+        else {"SIMX-001": "1.6", "SIMX-002": "2.0.1"}
+    )
     assert versions == expected
     assert Session.objects.filter(charger__identity="SIMX-002", ocpp_version="2.0.1").exists()

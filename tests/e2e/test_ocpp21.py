@@ -27,7 +27,12 @@ async def close_worker_connections() -> AsyncIterator[None]:
 
 
 def register(wh: float, context: str, unit: str = "Wh") -> dict:
-    return {"value": wh, "context": context, "measurand": "Energy.Active.Import.Register", "unit_of_measure": {"unit": unit}}
+    return {
+        "value": wh,
+        "context": context,
+        "measurand": "Energy.Active.Import.Register",
+        "unit_of_measure": {"unit": unit},
+    }
 
 
 async def test_boot_status_authorize_and_a_transaction_in_21(server, charger, id_token):
@@ -41,12 +46,19 @@ async def test_boot_status_authorize_and_a_transaction_in_21(server, charger, id
         reader = asyncio.create_task(client.start())
         try:
             boot = await client.call(
-                call.BootNotification(charging_station={"model": "AC-21", "vendor_name": "Acme"}, reason="PowerUp"),
+                call.BootNotification(
+                    charging_station={"model": "AC-21", "vendor_name": "Acme"}, reason="PowerUp"
+                ),
                 suppress=False,
             )
             assert (boot.status, boot.interval) == ("Accepted", 300)
             await client.call(
-                call.StatusNotification(timestamp="2025-03-01T10:00:00Z", connector_status="Available", evse_id=1, connector_id=1),
+                call.StatusNotification(
+                    timestamp="2025-03-01T10:00:00Z",
+                    connector_status="Available",
+                    evse_id=1,
+                    connector_id=1,
+                ),
                 suppress=False,
             )
             authorized = await client.call(
@@ -59,10 +71,19 @@ async def test_boot_status_authorize_and_a_transaction_in_21(server, charger, id
                     timestamp="2025-03-01T10:00:05Z",
                     trigger_reason="Authorized",
                     seq_no=0,
-                    transaction_info={"transaction_id": "tx-21", "charging_state": "Charging", "operation_mode": "ChargingOnly"},
+                    transaction_info={
+                        "transaction_id": "tx-21",
+                        "charging_state": "Charging",
+                        "operation_mode": "ChargingOnly",
+                    },
                     evse={"id": 1, "connector_id": 1},
                     id_token={"id_token": "TAG-OK", "type": "ISO14443"},
-                    meter_value=[{"timestamp": "2025-03-01T10:00:05Z", "sampled_value": [register(2, "Transaction.Begin", "kWh")]}],
+                    meter_value=[
+                        {
+                            "timestamp": "2025-03-01T10:00:05Z",
+                            "sampled_value": [register(2, "Transaction.Begin", "kWh")],
+                        }
+                    ],
                 ),
                 suppress=False,
             )
@@ -74,7 +95,12 @@ async def test_boot_status_authorize_and_a_transaction_in_21(server, charger, id
                     trigger_reason="MeterValuePeriodic",
                     seq_no=1,
                     transaction_info={"transaction_id": "tx-21", "charging_state": "Charging"},
-                    meter_value=[{"timestamp": "2025-03-01T10:10:05Z", "sampled_value": [register(3500, "Sample.Periodic")]}],
+                    meter_value=[
+                        {
+                            "timestamp": "2025-03-01T10:10:05Z",
+                            "sampled_value": [register(3500, "Sample.Periodic")],
+                        }
+                    ],
                 ),
                 suppress=False,
             )
@@ -86,30 +112,72 @@ async def test_boot_status_authorize_and_a_transaction_in_21(server, charger, id
                     seq_no=2,
                     transaction_info={"transaction_id": "tx-21", "stopped_reason": "Local"},
                     id_token={"id_token": "TAG-OK", "type": "ISO14443"},
-                    meter_value=[{"timestamp": "2025-03-01T10:20:05Z", "sampled_value": [register(5000, "Transaction.End")]}],
+                    meter_value=[
+                        {
+                            "timestamp": "2025-03-01T10:20:05Z",
+                            "sampled_value": [register(5000, "Transaction.End")],
+                        }
+                    ],
                 ),
                 suppress=False,
             )
             assert ended.id_token_info["status"] == "Accepted"
             settled = await client.call(
-                call.NotifySettlement(psp_ref="psp-1", status="Settled", settlement_amount=4.2, settlement_time="2025-03-01T10:21:00Z", transaction_id="tx-21"),
+                call.NotifySettlement(
+                    psp_ref="psp-1",
+                    status="Settled",
+                    settlement_amount=4.2,
+                    settlement_time="2025-03-01T10:21:00Z",
+                    transaction_id="tx-21",
+                ),
                 suppress=False,
             )
             assert settled.receipt_url is None
             # A SEND (6) gets no answer; the next CALL is answered as usual.
-            await ws.send(json.dumps([6, "send-1", "NotifyPeriodicEventStream", {"id": 1, "pending": 0, "basetime": "2025-03-01T10:21:00Z", "data": [{"t": 0, "v": "1"}]}]))
+            await ws.send(
+                json.dumps(
+                    [
+                        6,
+                        "send-1",
+                        "NotifyPeriodicEventStream",
+                        {
+                            "id": 1,
+                            "pending": 0,
+                            "basetime": "2025-03-01T10:21:00Z",
+                            "data": [{"t": 0, "v": "1"}],
+                        },
+                    ]
+                )
+            )
             heartbeat = await client.call(call.Heartbeat(), suppress=False)
             assert heartbeat.current_time.endswith("Z")
         finally:
             reader.cancel()
 
     session = await sync_to_async(Session.objects.get)(charger=charger)
-    assert (session.ocpp_version, session.transaction_id, session.state) == ("2.1", "tx-21", SessionState.COMPLETED)
-    assert (session.meter_start_wh, session.meter_stop_wh, session.energy_wh) == (Decimal(2000), Decimal(5000), Decimal(3000))
-    assert await sync_to_async(ChargerEvent.objects.filter(charger=charger, kind="Settlement", status="Settled").exists)()
+    assert (session.ocpp_version, session.transaction_id, session.state) == (
+        "2.1",
+        "tx-21",
+        SessionState.COMPLETED,
+    )
+    assert (session.meter_start_wh, session.meter_stop_wh, session.energy_wh) == (
+        Decimal(2000),
+        Decimal(5000),
+        Decimal(3000),
+    )
+    assert await sync_to_async(
+        ChargerEvent.objects.filter(charger=charger, kind="Settlement", status="Settled").exists
+    )()
 
     def send_journaled() -> bool:
-        return Frame.objects.filter(charger=charger, kind=Frame.Kind.SEND, message_id="send-1", action="NotifyPeriodicEventStream").exists()
+        return Frame.objects.filter(
+            charger=charger,
+            kind=Frame.Kind.SEND,
+            message_id="send-1",
+            action="NotifyPeriodicEventStream",
+        ).exists()
 
     await wait_for(send_journaled)
-    assert not await sync_to_async(Frame.objects.filter(charger=charger, direction="out", message_id="send-1").exists)()
+    assert not await sync_to_async(
+        Frame.objects.filter(charger=charger, direction="out", message_id="send-1").exists
+    )()
