@@ -77,8 +77,15 @@ def build_parser() -> argparse.ArgumentParser:
     pacing.add_argument(
         "--connect-rate",
         type=float,
-        default=500.0,
-        help="chargers started per second while a fleet connects",
+        default=200.0,
+        help="chargers started per second while a fleet connects (s1-s4, s6)",
+    )
+    pacing.add_argument(
+        "--connect-retries",
+        type=int,
+        default=5,
+        help="tries again after a refused handshake while a fleet connects, with backoff "
+        "(each refusal is counted; the storm never retries)",
     )
     pacing.add_argument(
         "--settle",
@@ -212,6 +219,7 @@ def main(argv: list[str] | None = None) -> int:
     options = RunOptions(
         protocol=args.protocol,
         connect_rate=args.connect_rate,
+        connect_retries=args.connect_retries,
         settle=args.settle,
         ramp_timeout=args.ramp_timeout,
         open_timeout=args.open_timeout,

@@ -345,8 +345,11 @@ class Fleet:
         *,
         rate: float | None = None,
         window: float | None = None,
+        retries: int = 0,
     ) -> None:
-        """Start chargers: spaced at ``rate`` per second, or at random moments within ``window``."""
+        """Start chargers: spaced at ``rate`` per second, or at random moments within ``window``.
+        A refused handshake is counted, then tried again up to ``retries`` times with backoff,
+        as a charger would."""
         for position, index in enumerate(indices):
             charger = BenchCharger(self, index, random.Random(self.rng.random()))
             self.chargers.append(charger)
@@ -358,17 +361,25 @@ class Fleet:
                 delay = 0.0
             self._unsettled += 1
             self._all_settled.clear()
-            task = asyncio.get_running_loop().create_task(self._life(charger, behaviour, delay))
+            task = asyncio.get_running_loop().create_task(
+                self._life(charger, behaviour, delay, retries)
+            )
             self.tasks.add(task)
             task.add_done_callback(self.tasks.discard)
 
-    async def _life(self, charger: BenchCharger, behaviour: Behaviour, delay: float) -> None:
+    async def _life(
+        self, charger: BenchCharger, behaviour: Behaviour, delay: float, retries: int
+    ) -> None:
         if delay:
             await asyncio.sleep(delay)
         try:
-            if not await charger.open():
-                self.settle(charger, failed=True)
-                return
+            for attempt in range(retries + 1):
+                if await charger.open():
+                    break
+                if attempt == retries:
+                    self.settle(charger, failed=True)
+                    return
+                await asyncio.sleep(min(10.0, 2.0**attempt) * charger.rng.uniform(0.5, 1.5))
             await behaviour(charger)
         except ConnectionClosed as exc:
             if not self.stopping:
