@@ -429,6 +429,19 @@ class StartResult:
     created: bool
 
 
+def _transaction_id_issue(charger_pk: int) -> int:
+    """The next 1.6 transaction id of a charger: an integer no session of it has used yet.
+
+    The counter is per charger; ids a charger chose itself (2.x, or a firmware that switched
+    protocol) are skipped rather than reused.
+    """
+    while True:
+        Charger.objects.filter(pk=charger_pk).update(last_transaction_id=F("last_transaction_id") + 1)
+        issued = Charger.objects.values_list("last_transaction_id", flat=True).get(pk=charger_pk)
+        if not Session.objects.filter(charger_id=charger_pk, transaction_id=str(issued)).exists():
+            return issued
+
+
 # Why a session was closed by us when a newer start arrived on its connector.
 SUPERSEDED_REASON = "SupersededByNewTransaction"
 
@@ -457,12 +470,7 @@ def session_start(
             ):
                 _session_close_superseded(stale, superseded_at=request.timestamp, meter_wh=request.meter_start_wh)
             authorization = id_token_authorize(organization_pk=organization_pk, token=request.id_tag)
-            Charger.objects.filter(pk=charger_pk).update(
-                last_transaction_id=F("last_transaction_id") + 1
-            )
-            transaction_id = Charger.objects.values_list("last_transaction_id", flat=True).get(
-                pk=charger_pk
-            )
+            transaction_id = _transaction_id_issue(charger_pk)
             session = Session.objects.create(
                 charger_id=charger_pk,
                 connector=connector,

@@ -322,6 +322,14 @@ def test_a_new_start_on_a_busy_connector_closes_the_stale_session(charger, id_to
     assert published[0]["data"]["state"] == SessionState.COMPLETED
 
 
+def test_issued_transaction_ids_skip_ids_the_charger_used_itself(charger, id_token):
+    Session.objects.create(
+        charger=charger, transaction_id="1", ocpp_version="2.0.1", start_key="tx-from-2x",
+        started_at=T0, meter_start_wh=Decimal(0), state=SessionState.COMPLETED,
+    )
+    assert start(charger).transaction_id == 2
+
+
 def test_a_late_stop_of_a_superseded_session_replaces_the_estimate(charger, id_token):
     stale = start(charger, meter_start=1000)
     start(charger, meter_start=1600, minutes=60)
