@@ -200,47 +200,50 @@ def table(key: str, summary: dict[str, Any], *, markdown: bool = False) -> str:
     return "\n".join(lines)
 
 
+def _figures_text(key: str, f: dict[str, Any], ratio: dict[str, float | None]) -> str:
+    """The few figures that sum up one scenario on one server."""
+    if key == "s1":
+        text = f"{_number(f.get('rss_per_conn_kb'))} KiB/conn"
+        if ratio.get("rss_per_conn_kb"):
+            text += f" ({_number(ratio['rss_per_conn_kb'])}x)"
+        return text + f", idle CPU {_number(f.get('server_cpu_pct'))}%"
+    if key in ("s2", "s3"):
+        return (
+            f"p99 {_number(f.get('p99_ms'))} ms at {_number(f.get('calls_per_s'))}/s, "
+            f"{f.get('errors', 0)} errors"
+        )
+    if key == "s4":
+        text = f"{_number(f.get('calls_per_s'))} calls/s"
+        if ratio.get("calls_per_s"):
+            text += f" ({_number(ratio['calls_per_s'])}x)"
+        return text + f", p99 {_number(f.get('p99_ms'))} ms"
+    if key == "s5":
+        return (
+            f"{f.get('booted', 0)} booted, {f.get('refused', 0)} refused, "
+            f"boot p99 {_number(f.get('boot_p99_ms'))} ms"
+        )
+    return f"{_number(f.get('commands_per_s'))} cmd/s, p99 {_number(f.get('command_p99_ms'))} ms"
+
+
 def summary_line(results: dict[str, dict[str, Any]]) -> str:
+    """One line for the whole invocation: per scenario, our figures and how many targets were met;
+    the baseline's figures where ours are not available or were not run."""
     parts = []
     for key, summary in results.items():
         ours = summary["median"].get(OURS) or {}
         base = summary["median"].get(BASELINE) or {}
-        side, figures = (
-            ("ours", ours) if ours and "not_available" not in ours else ("baseline", base)
-        )
         ratio = summary["ratios"]
-        if "not_available" in ours and not base:
-            parts.append(f"{key.upper()} n/a")
-            continue
-        f = figures
-        if key == "s1":
-            text = f"{_number(f.get('rss_per_conn_kb'))} KiB/conn"
-            if ratio.get("rss_per_conn_kb"):
-                text += f" ({_number(ratio['rss_per_conn_kb'])}x)"
-            text += f", idle CPU {_number(f.get('server_cpu_pct'))}%"
-        elif key in ("s2", "s3"):
-            text = f"p99 {_number(f.get('p99_ms'))} ms at {_number(f.get('calls_per_s'))}/s, {f.get('errors', 0)} errors"
-        elif key == "s4":
-            text = f"{_number(f.get('calls_per_s'))} calls/s"
-            if ratio.get("calls_per_s"):
-                text += f" ({_number(ratio['calls_per_s'])}x)"
-            text += f", p99 {_number(f.get('p99_ms'))} ms"
-        elif key == "s5":
-            text = f"{f.get('booted', 0)} booted, {f.get('refused', 0)} refused, boot p99 {_number(f.get('boot_p99_ms'))} ms"
-        elif key == "s6":
-            if "not_available" in ours:
-                text = "ours n/a (no command path)"
-                side = "baseline"
-                f = base
-                text += f", baseline {_number(f.get('commands_per_s'))} cmd/s p99 {_number(f.get('command_p99_ms'))} ms"
-            else:
-                text = f"{_number(f.get('commands_per_s'))} cmd/s, p99 {_number(f.get('command_p99_ms'))} ms"
+        if ours and "not_available" not in ours:
+            text = _figures_text(key, ours, ratio)
         else:
-            text = ""
+            text = "ours n/a" if ours else ""
+            if base:
+                text += ", baseline " if text else "(baseline) "
+                text += _figures_text(key, base, ratio)
         verdicts = [t["met"] for t in summary["targets"] if t["met"] is not None]
-        tag = f" [{sum(bool(v) for v in verdicts)}/{len(verdicts)} targets]" if verdicts else ""
-        who = "" if side == "ours" else " (baseline)" if key != "s6" else ""
-        parts.append(f"{key.upper()}{who} {text}{tag}")
+        if verdicts:
+            text += f" [{sum(bool(v) for v in verdicts)}/{len(verdicts)} targets]"
+        parts.append(f"{key.upper()} {text}")
     return "SUMMARY " + " | ".join(parts)
 
 

@@ -344,6 +344,7 @@ class Run:
         self.own = psutil.Process()
         self.run_number = run_number
         self.profiler: Profiler | None = None
+        self._rss_before = 0
 
     async def execute(self) -> dict[str, Any]:
         try:

@@ -125,4 +125,4 @@ def test_commands_run_on_the_baseline_and_say_when_ours_has_no_command_path(harn
         assert ours["not_available"].startswith(
             "not available: the command path does not exist yet"
         )
-        assert "ours n/a" in harness_run["stdout"].strip().splitlines()[-1]
+        assert "S6 ours n/a, baseline " in harness_run["stdout"].strip().splitlines()[-1]
