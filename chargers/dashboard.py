@@ -218,7 +218,7 @@ def session_series(tenant: Tenant, session: Session, *, limit: int = 20000) -> S
     energy: dict[datetime, dict[str, Decimal]] = defaultdict(dict)
     power: dict[datetime, dict[str, Decimal]] = defaultdict(dict)
     for moment, measurand, phase, location, value in samples:
-        if location not in ("", "Outlet"):
+        if value is None or location not in ("", "Outlet"):
             continue  # EV or inlet readings would double count
         (energy if measurand == ENERGY_REGISTER else power)[moment][phase] = value
     energy_points = {m: _total(by_phase) for m, by_phase in energy.items()}

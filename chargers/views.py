@@ -17,7 +17,7 @@ from django.conf import settings
 from django.contrib import messages
 from django.core.paginator import Paginator
 from django.db import IntegrityError, transaction
-from django.db.models import Count, Q
+from django.db.models import Count, F, Q
 from django.http import HttpRequest, HttpResponse, HttpResponseRedirect
 from django.shortcuts import get_object_or_404, redirect, render
 from django.urls import reverse
@@ -110,7 +110,7 @@ def overview(request: HttpRequest) -> HttpResponse:
     attention = _charger_rows(
         dashboard.with_fault_flag(_charger_queryset(request))
         .filter(Q(connected=False) | Q(has_fault=True))
-        .order_by("-has_fault", "identity")[:RECENT_SESSIONS]
+        .order_by(F("has_fault").desc(), "identity")[:RECENT_SESSIONS]
     )
     context = {
         "overview": dashboard.overview_for(tenant),
@@ -129,9 +129,9 @@ def overview(request: HttpRequest) -> HttpResponse:
 @dashboard_view
 def charger_list(request: HttpRequest) -> HttpResponse:
     filters = ChargerFilter(request.GET or None, queryset=_charger_queryset(request), request=request)
+    # The identity breaks ties, so that pages never share or skip a charger.
     chargers = filters.qs
-    if not request.GET.get("sort"):
-        chargers = chargers.order_by("identity")
+    chargers = chargers.order_by(*chargers.query.order_by, "identity")
     if request.GET.get("export") == "csv":
         return csv_response(
             "chargers",
@@ -250,6 +250,7 @@ def session_list(request: HttpRequest) -> HttpResponse:
     queryset = selectors.sessions_for(request.tenant).select_related("charger__site")  # type: ignore[attr-defined]
     filters = SessionFilter(request.GET or None, queryset=queryset, request=request)
     sessions = filters.qs
+    sessions = sessions.order_by(*(sessions.query.order_by or ("-started_at",)), "-id")
     if request.GET.get("export") == "csv":
         return csv_response(
             "sessions",
@@ -342,7 +343,6 @@ def site_detail(request: HttpRequest, pk: int) -> HttpResponse:
     context = {
         "site": site,
         "rows": rows,
-        "online": sum(1 for row in rows if row["charger"].connected),
         "active_sessions": active,
         "time_zone": site.time_zone,
         **_map_context([site]),

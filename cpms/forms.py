@@ -9,6 +9,7 @@ from django.utils import timezone
 
 from chargers import selectors
 from chargers.forms import DateTimeInput
+from chargers.models import Site
 
 from .models import Role
 from .tenancy import Tenant
@@ -22,7 +23,7 @@ class ApiTokenForm(forms.Form):
         help_text="What the token may do; integrators read and command through the API",
     )
     sites = forms.ModelMultipleChoiceField(
-        queryset=None,
+        queryset=Site.objects.none(),
         required=False,
         widget=forms.CheckboxSelectMultiple,
         help_text="Required for a site-host token: the sites it may see",

@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+from typing import cast
 from urllib.parse import urlsplit
 
 from django.contrib import messages
 from django.contrib.auth import views as auth_views
+from django.contrib.auth.models import User
 from django.http import Http404, HttpRequest, HttpResponse, HttpResponseRedirect
 from django.shortcuts import get_object_or_404, render
 from django.urls import Resolver404, resolve, reverse
@@ -84,7 +86,7 @@ def api_token_list(request: HttpRequest) -> HttpResponse:
                 role=form.cleaned_data["role"],
                 sites=form.cleaned_data["sites"] or (),
                 expires_at=form.cleaned_data["expires_at"],
-                created_by=request.user,
+                created_by=cast(User, request.user),
             )
             messages.success(request, f"API token {token.name} created. Copy its key now.")
             form = ApiTokenForm(tenant=tenant)
@@ -108,6 +110,6 @@ def api_token_revoke_view(request: HttpRequest, pk: int) -> HttpResponse:
         ApiToken.objects.filter(organization_id=request.tenant.organization_id),  # type: ignore[attr-defined]
         pk=pk,
     )
-    api_token_revoke(token=token, revoked_by=request.user)
+    api_token_revoke(token=token, revoked_by=cast(User, request.user))
     messages.success(request, f"API token {token.name} revoked.")
     return HttpResponseRedirect(reverse("api_tokens"))

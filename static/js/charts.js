@@ -73,6 +73,11 @@
       ],
       axes: [{}, { size: 50 }]
     };
+    var zone = figure.getAttribute("data-time-zone");
+    if (zone) {
+      // Times on the axis in the site's zone, like every time printed on the page.
+      options.tzDate = function (ts) { return uPlot.tzDate(new Date(ts * 1e3), zone); };
+    }
     state.plot = new uPlot(options, [state.times, state.values], figure);
     figure._chart = state;
     charts.push(state);

@@ -20,6 +20,7 @@ import pytest
 from django.contrib.auth.models import User
 from playwright.sync_api import Browser, Page, Playwright, expect, sync_playwright
 from websockets.sync.client import ClientConnection, connect
+from websockets.typing import Subprotocol
 
 from chargers.models import Charger, Site
 from cpms.models import Membership, Organization, Role
@@ -62,7 +63,10 @@ def _orm_beside_playwright() -> Iterator[None]:
 @pytest.fixture(scope="module")
 def playwright(_orm_beside_playwright: None) -> Iterator[Playwright]:
     with sync_playwright() as instance:
+        # Every wait of this module has the same bound, so a busy machine does not fail a test.
+        expect.set_options(timeout=LIVE)
         yield instance
+        expect.set_options(timeout=5_000)
 
 
 @pytest.fixture(scope="module")
@@ -144,7 +148,7 @@ def ocpp_charger(server: ServerProcess, identity: str) -> Iterator[OcppCharger]:
     token = base64.b64encode(f"{identity}:{CHARGER_PASSWORD}".encode()).decode()
     with connect(
         server.ocpp_url + identity,
-        subprotocols=["ocpp1.6"],
+        subprotocols=[Subprotocol("ocpp1.6")],
         additional_headers={"Authorization": f"Basic {token}"},
     ) as ws:
         yield OcppCharger(ws, identity)
