@@ -23,25 +23,49 @@ _GROUP_UNSAFE = re.compile(r"[^a-zA-Z0-9_.-]")
 
 # The server's event loop, once it runs. Events raised in worker threads (the ORM side of a
 # consumer) are handed to it without waiting: a worker thread that blocked on the loop could never
-# finish while the loop shuts down, and the process would hang on SIGTERM.
+# finish while the loop shuts down, and the process would hang on SIGTERM. One sender task per
+# loop drains them in order, so a burst never opens more channel-layer connections than one.
 _server_loop: asyncio.AbstractEventLoop | None = None
+_outbox: asyncio.Queue[Callable[[Any], Awaitable[None]]] | None = None
+OUTBOX_LIMIT = 20_000
+dropped = 0
 
 
 def bind_loop(loop: asyncio.AbstractEventLoop) -> None:
-    global _server_loop
+    """Route publications through a sender task on ``loop`` (called from inside the loop)."""
+    global _server_loop, _outbox
     _server_loop = loop
+    _outbox = asyncio.Queue(maxsize=OUTBOX_LIMIT)
+    loop.create_task(_sender(_outbox), name="cpms-event-sender")
 
 
-def _log_failure(future: Any) -> None:
-    if not future.cancelled() and future.exception() is not None:
-        logger.error("could not publish an event", exc_info=future.exception())
+async def _sender(outbox: asyncio.Queue[Callable[[Any], Awaitable[None]]]) -> None:
+    while True:
+        send = await outbox.get()
+        layer = get_channel_layer()
+        if layer is None:
+            continue
+        try:
+            await send(layer)
+        except Exception:
+            # Live updates are best effort; the database already holds the change.
+            logger.exception("could not publish an event")
+
+
+def _enqueue(send: Callable[[Any], Awaitable[None]]) -> None:
+    global dropped
+    if _outbox is None:
+        return
+    try:
+        _outbox.put_nowait(send)
+    except asyncio.QueueFull:
+        dropped += 1
+        if dropped % 1000 == 1:
+            logger.warning("event outbox full; %d live events dropped so far", dropped)
 
 
 def _dispatch(send: Callable[[Any], Awaitable[None]]) -> None:
-    """Run ``send(layer)``: on the server's loop without waiting when there is one, else inline."""
-    layer = get_channel_layer()
-    if layer is None:
-        return
+    """Hand ``send(layer)`` to the server's sender task when there is one, else run it inline."""
     loop = _server_loop
     if loop is not None and loop.is_running() and not loop.is_closed():
         try:
@@ -49,14 +73,16 @@ def _dispatch(send: Callable[[Any], Awaitable[None]]) -> None:
         except RuntimeError:
             running = None
         if running is loop:
-            loop.create_task(send(layer)).add_done_callback(_log_failure)
+            _enqueue(send)
         else:
-            asyncio.run_coroutine_threadsafe(send(layer), loop).add_done_callback(_log_failure)
+            loop.call_soon_threadsafe(_enqueue, send)
+        return
+    layer = get_channel_layer()
+    if layer is None:
         return
     try:
         async_to_sync(send)(layer)
     except Exception:
-        # Live updates are best effort; the database already holds the change.
         logger.exception("could not publish an event")
 
 

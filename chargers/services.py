@@ -1259,8 +1259,13 @@ def batch_write(
                 ]
             )
             _journal_publish(frames)
-        for charger_pk, moment in seen.items():
-            Charger.objects.filter(pk=charger_pk).update(last_seen=moment)
+        if seen:
+            # One statement for the whole flush, however many chargers spoke.
+            Charger.objects.bulk_update(
+                [Charger(pk=charger_pk, last_seen=moment) for charger_pk, moment in seen.items()],
+                ["last_seen"],
+                batch_size=1000,
+            )
         if statuses:
             _statuses_write(statuses)
         if samples:
