@@ -3,18 +3,23 @@
 ``/ws/live/`` follows the whole organization (the ``org.<pk>`` group); ``/ws/live/?charger=<id>``
 follows one charger (its ``charger.<id>`` group, which also carries its journal frames). The
 browser gets each domain event as JSON ``{"kind", "charger", "data"}`` and refreshes what shows it.
-A site host only gets events of chargers at their sites.
+A site host only gets events of chargers at their sites. A socket whose session has ended (signed
+out, expired) or whose membership changed is closed at the next event after a periodic re-check.
 """
 
 from __future__ import annotations
 
 import logging
 import time
+from importlib import import_module
+from types import SimpleNamespace
 from typing import Any
 from urllib.parse import parse_qs
 
 from channels.db import database_sync_to_async
 from channels.generic.websocket import AsyncJsonWebsocketConsumer
+from django.conf import settings
+from django.contrib.auth import get_user
 
 from chargers import selectors
 from chargers.events import charger_group, organization_group
@@ -29,6 +34,8 @@ CLOSE_FORBIDDEN = 4403
 # How long a charger's site is remembered for filtering a site host's events, in seconds. A
 # charger moved to another site is filtered by its new site after at most this long.
 SITE_CACHE_SECONDS = 30.0
+# How often an open socket checks that its session and membership still hold, in seconds.
+REVALIDATE_SECONDS = 60.0
 
 _site_cache: dict[str, tuple[int | None, float]] = {}
 
@@ -49,6 +56,14 @@ async def site_of(identity: str) -> int | None:
     return await database_sync_to_async(_load_site)(identity)
 
 
+def _tenant_now(session_key: str | None) -> Tenant | None:
+    """The tenant of a session as it stands now; None once it is signed out or has expired."""
+    if not session_key:
+        return None
+    session = import_module(settings.SESSION_ENGINE).SessionStore(session_key)
+    return tenant_for_session(get_user(SimpleNamespace(session=session)), session)  # type: ignore[arg-type]
+
+
 def _charger_visible(tenant: Tenant, identity: str) -> bool:
     return selectors.chargers_for(tenant).filter(identity=identity).exists()
 
@@ -57,6 +72,8 @@ class LiveConsumer(AsyncJsonWebsocketConsumer):
     tenant: Tenant | None = None
     charger: str = ""
     group: str = ""
+    session_key: str | None = None
+    revalidate_at: float = 0.0
 
     async def connect(self) -> None:
         self.tenant = await database_sync_to_async(tenant_for_session)(
@@ -74,6 +91,9 @@ class LiveConsumer(AsyncJsonWebsocketConsumer):
             self.group = charger_group(self.charger)
         else:
             self.group = organization_group(self.tenant.organization_id)
+        session = self.scope.get("session")
+        self.session_key = session.session_key if session is not None else None
+        self.revalidate_at = time.monotonic() + REVALIDATE_SECONDS
         await self.channel_layer.group_add(self.group, self.channel_name)
         await self.accept()
 
@@ -84,7 +104,22 @@ class LiveConsumer(AsyncJsonWebsocketConsumer):
     async def receive_json(self, content: Any, **kwargs: Any) -> None:
         """The browser only listens."""
 
+    async def still_allowed(self) -> bool:
+        """Re-check the session now and then; close the socket if the tenant it served is gone."""
+        if self.tenant is None:
+            return False  # closed already, waiting for the disconnect
+        if time.monotonic() < self.revalidate_at:
+            return True
+        if await database_sync_to_async(_tenant_now)(self.session_key) != self.tenant:
+            self.tenant = None
+            await self.close(code=CLOSE_FORBIDDEN)
+            return False
+        self.revalidate_at = time.monotonic() + REVALIDATE_SECONDS
+        return True
+
     async def cpms_event(self, message: dict[str, Any]) -> None:
+        if not await self.still_allowed():
+            return
         identity = message.get("charger", "")
         if self.charger:
             # Group names are sanitized; two identities may share one, so check the real one.

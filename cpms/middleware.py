@@ -9,10 +9,14 @@ from __future__ import annotations
 from collections.abc import Callable
 from functools import wraps
 from typing import Any
+from urllib.parse import urlencode
 
+from django.conf import settings
 from django.contrib.auth.views import redirect_to_login
 from django.core.exceptions import PermissionDenied
 from django.http import HttpRequest, HttpResponse
+from django.shortcuts import resolve_url
+from django_htmx.http import HttpResponseClientRedirect
 
 from .tenancy import Tenant, tenant_for_user
 
@@ -65,6 +69,12 @@ def dashboard_view(
         @wraps(func)
         def wrapped(request: HttpRequest, *args: Any, **kwargs: Any) -> HttpResponse:
             if not request.user.is_authenticated:
+                if getattr(request, "htmx", False):
+                    # A part of a page whose session ended: send the whole page to sign in,
+                    # rather than swapping the sign-in form into the part.
+                    page = request.htmx.current_url_abs_path or "/"  # type: ignore[attr-defined]
+                    login = resolve_url(settings.LOGIN_URL)
+                    return HttpResponseClientRedirect(f"{login}?{urlencode({'next': page})}")
                 return redirect_to_login(request.get_full_path())
             tenant: Tenant | None = getattr(request, "tenant", None)
             if tenant is None:

@@ -94,7 +94,8 @@
     });
     socket.addEventListener("close", function (close) {
       if (close.code === 4403) {
-        setState("closed", "Live updates unavailable");
+        // Signed out, or the membership changed: what the page shows may no longer be ours.
+        setState("closed", "Live updates stopped: reload the page");
         return;
       }
       setState("retrying", "Reconnecting…");

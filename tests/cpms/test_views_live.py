@@ -18,6 +18,7 @@ from channels.layers import get_channel_layer
 from channels.routing import URLRouter
 from channels.testing import WebsocketCommunicator
 from django.contrib.auth.models import User
+from django.contrib.sessions.models import Session
 from django.db import connections
 from django.test import Client
 
@@ -25,8 +26,9 @@ from chargers import events, services
 from chargers.batching import FrameRow
 from chargers.models import Charger, Site
 from chargers.normalize import utc_now
+from cpms import live
 from cpms.asgi import live_route
-from cpms.models import Organization, Role
+from cpms.models import Membership, Organization, Role
 from tests.cpms.test_views import make_user
 
 pytestmark = pytest.mark.django_db(transaction=True)
@@ -210,3 +212,33 @@ async def test_journal_frames_never_reach_the_organizations_pages(
             events.organization_group(organization.pk), event("charger.booted", "DEPOT-1")
         )
         assert (await ws.receive_json_from(timeout=5))["kind"] == "charger.booted"
+
+
+async def test_a_socket_closes_once_its_session_ends(
+    world: dict[str, Any], organization: Organization, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(live, "REVALIDATE_SECONDS", 0.0)
+    async with live_socket(world["operator"]) as (ws, connected, _):
+        assert connected
+        group = events.organization_group(organization.pk)
+        await get_channel_layer().group_send(group, event("charger.booted", "DEPOT-1"))
+        assert (await ws.receive_json_from(timeout=5))["charger"] == "DEPOT-1"
+
+        # Signed out in another tab: the session is gone from the store.
+        await sync_to_async(Session.objects.filter(session_key=world["operator"]).delete)()
+        await get_channel_layer().group_send(group, event("charger.booted", "DEPOT-1"))
+        closed = await ws.receive_output(timeout=5)
+        assert closed == {"type": "websocket.close", "code": 4403}
+
+
+async def test_a_socket_closes_when_the_membership_changes(
+    world: dict[str, Any], organization: Organization, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(live, "REVALIDATE_SECONDS", 0.0)
+    async with live_socket(world["host"]) as (ws, connected, _):
+        assert connected
+        await sync_to_async(Membership.objects.filter(user__username="hana").update)(role=Role.INTEGRATOR)
+        await get_channel_layer().group_send(
+            events.organization_group(organization.pk), event("charger.booted", "DEPOT-1")
+        )
+        assert await ws.receive_output(timeout=5) == {"type": "websocket.close", "code": 4403}

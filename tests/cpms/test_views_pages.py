@@ -483,3 +483,13 @@ def test_the_frame_model_kinds_match_the_filter(client: Client, charger: Charger
     body = client.get(f"/chargers/{charger.pk}/frames/").content.decode()
     for value, label in Frame.Kind.choices:
         assert f'<option value="{value}">{label}</option>' in body
+
+
+def test_a_page_part_whose_session_ended_sends_the_page_to_sign_in(db: Any, charger: Charger) -> None:
+    response = Client().get(
+        f"/chargers/{charger.pk}/row",
+        HTTP_HX_REQUEST="true",
+        HTTP_HX_CURRENT_URL="http://testserver/chargers/?vendor=Alfen",
+    )
+    assert response["HX-Redirect"] == "/login/?next=%2Fchargers%2F%3Fvendor%3DAlfen"
+    assert b"<form" not in response.content
