@@ -46,7 +46,9 @@ def _tenant_sites(request: Any) -> QuerySet[Any]:
 
 
 def _distinct(queryset: QuerySet[Any], field: str) -> list[tuple[str, str]]:
-    values = queryset.exclude(**{field: ""}).order_by(field).values_list(field, flat=True).distinct()
+    values = (
+        queryset.exclude(**{field: ""}).order_by(field).values_list(field, flat=True).distinct()
+    )
     return [(value, value) for value in values]
 
 
@@ -135,7 +137,9 @@ class FrameFilter(django_filters.FilterSet):
     )
     kind = django_filters.ChoiceFilter(choices=Frame.Kind.choices, empty_label="Any kind")
     action = django_filters.CharFilter(lookup_expr="iexact")
-    before = django_filters.NumberFilter(field_name="id", lookup_expr="lt", widget=forms.HiddenInput)
+    before = django_filters.NumberFilter(
+        field_name="id", lookup_expr="lt", widget=forms.HiddenInput
+    )
 
     class Meta:
         model = Frame
@@ -178,7 +182,10 @@ class IdTokenForm(forms.Form):
         max_length=36, required=False, label="Group token", help_text="parentIdTag / groupIdToken"
     )
     expires_at = forms.DateTimeField(
-        required=False, label="Expires", widget=DateTimeInput(), help_text="UTC; empty never expires"
+        required=False,
+        label="Expires",
+        widget=DateTimeInput(),
+        help_text="UTC; empty never expires",
     )
     allow_concurrent = forms.BooleanField(
         required=False, label="Allow more than one session at a time"
@@ -193,7 +200,9 @@ class IdTokenForm(forms.Form):
         if not token:
             raise forms.ValidationError("Enter the token.")
         if IdToken.objects.filter(organization_id=self.organization_id, token=token).exists():
-            raise forms.ValidationError("This organization already has an id token with this value.")
+            raise forms.ValidationError(
+                "This organization already has an id token with this value."
+            )
         return token
 
     def clean_expires_at(self) -> Any:

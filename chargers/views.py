@@ -18,7 +18,7 @@ from django.contrib import messages
 from django.core.paginator import Paginator
 from django.db import IntegrityError, transaction
 from django.db.models import Count, F, Q
-from django.http import HttpRequest, HttpResponse, HttpResponseRedirect
+from django.http import HttpResponse, HttpResponseRedirect
 from django.shortcuts import get_object_or_404, redirect, render
 from django.urls import reverse
 from django.utils import timezone
@@ -26,7 +26,7 @@ from django.utils.cache import patch_vary_headers
 from django.utils.http import url_has_allowed_host_and_scheme
 from django.views.decorators.http import require_POST
 
-from cpms.middleware import dashboard_view
+from cpms.middleware import DashboardRequest, dashboard_view
 from cpms.models import Organization
 
 from . import dashboard, ocpp16, selectors, services
@@ -41,14 +41,14 @@ OCPP_ACTIONS = sorted(ocpp16.KNOWN_ACTIONS)
 
 
 def render_page(
-    request: HttpRequest,
+    request: DashboardRequest,
     template: str,
     context: dict[str, Any],
     *,
     parts: dict[str, str] | None = None,
 ) -> HttpResponse:
     """The full page, or only the part an htmx request targets (by element id)."""
-    target = request.htmx.target if request.htmx else None  # type: ignore[attr-defined]
+    target = request.htmx.target if request.htmx else None
     response = render(request, (parts or {}).get(target or "", template), context)
     patch_vary_headers(response, ("HX-Request", "HX-Target"))
     return response
@@ -73,7 +73,7 @@ def csv_response(name: str, headers: list[str], rows: Iterable[Iterable[Any]]) -
     return response
 
 
-def _page(request: HttpRequest, queryset: Any, size: int = PAGE_SIZE) -> Any:
+def _page(request: DashboardRequest, queryset: Any, size: int = PAGE_SIZE) -> Any:
     return Paginator(queryset, size).get_page(request.GET.get("page"))
 
 
@@ -91,16 +91,17 @@ def _charger_rows(chargers: Iterable[Charger]) -> list[dict[str, Any]]:
     return rows
 
 
-def _charger_queryset(request: HttpRequest) -> Any:
-    return selectors.chargers_for(request.tenant).select_related("site").prefetch_related("connectors")  # type: ignore[attr-defined]
+def _charger_queryset(request: DashboardRequest) -> Any:
+    tenant = request.tenant
+    return selectors.chargers_for(tenant).select_related("site").prefetch_related("connectors")
 
 
 # --- Overview ------------------------------------------------------------------------------------
 
 
 @dashboard_view
-def overview(request: HttpRequest) -> HttpResponse:
-    tenant = request.tenant  # type: ignore[attr-defined]
+def overview(request: DashboardRequest) -> HttpResponse:
+    tenant = request.tenant
     active = (
         selectors.sessions_for(tenant)
         .filter(state=SessionState.ACTIVE)
@@ -119,7 +120,10 @@ def overview(request: HttpRequest) -> HttpResponse:
         "organization": Organization.objects.get(pk=tenant.organization_id),
     }
     return render_page(
-        request, "chargers/overview.html", context, parts={"overview-live": "chargers/_overview_live.html"}
+        request,
+        "chargers/overview.html",
+        context,
+        parts={"overview-live": "chargers/_overview_live.html"},
     )
 
 
@@ -127,36 +131,58 @@ def overview(request: HttpRequest) -> HttpResponse:
 
 
 @dashboard_view
-def charger_list(request: HttpRequest) -> HttpResponse:
-    filters = ChargerFilter(request.GET or None, queryset=_charger_queryset(request), request=request)
+def charger_list(request: DashboardRequest) -> HttpResponse:
+    filters = ChargerFilter(
+        request.GET or None, queryset=_charger_queryset(request), request=request
+    )
     # The identity breaks ties, so that pages never share or skip a charger.
     chargers = filters.qs
     chargers = chargers.order_by(*chargers.query.order_by, "identity")
     if request.GET.get("export") == "csv":
         return csv_response(
             "chargers",
-            ["identity", "state", "site", "vendor", "model", "serial_number", "firmware_version",
-             "ocpp_version", "connected", "last_seen", "registration_status"],
+            [
+                "identity",
+                "state",
+                "site",
+                "vendor",
+                "model",
+                "serial_number",
+                "firmware_version",
+                "ocpp_version",
+                "connected",
+                "last_seen",
+                "registration_status",
+            ],
             (
-                [row["charger"].identity, row["state"],
-                 row["charger"].site.name if row["charger"].site else "",
-                 row["charger"].vendor, row["charger"].model, row["charger"].serial_number,
-                 row["charger"].firmware_version, row["charger"].ocpp_version,
-                 row["charger"].connected, row["charger"].last_seen,
-                 row["charger"].registration_status]
+                [
+                    row["charger"].identity,
+                    row["state"],
+                    row["charger"].site.name if row["charger"].site else "",
+                    row["charger"].vendor,
+                    row["charger"].model,
+                    row["charger"].serial_number,
+                    row["charger"].firmware_version,
+                    row["charger"].ocpp_version,
+                    row["charger"].connected,
+                    row["charger"].last_seen,
+                    row["charger"].registration_status,
+                ]
                 for row in _charger_rows(chargers.iterator(chunk_size=500))
             ),
         )
     page = _page(request, chargers)
     context = {"filters": filters, "page": page, "rows": _charger_rows(page.object_list)}
     return render_page(
-        request, "chargers/charger_list.html", context,
+        request,
+        "chargers/charger_list.html",
+        context,
         parts={"charger-results": "chargers/_charger_results.html"},
     )
 
 
 @dashboard_view
-def charger_row(request: HttpRequest, pk: int) -> HttpResponse:
+def charger_row(request: DashboardRequest, pk: int) -> HttpResponse:
     """One row of a charger table, re-rendered when the charger's state changes."""
     charger = get_object_or_404(_charger_queryset(request), pk=pk)
     return render(request, "chargers/_charger_row.html", {"row": _charger_rows([charger])[0]})
@@ -174,8 +200,8 @@ def _session_panels(tenant: Any, sessions: Iterable[Session]) -> list[dict[str, 
 
 
 @dashboard_view
-def charger_detail(request: HttpRequest, pk: int) -> HttpResponse:
-    tenant = request.tenant  # type: ignore[attr-defined]
+def charger_detail(request: DashboardRequest, pk: int) -> HttpResponse:
+    tenant = request.tenant
     charger = get_object_or_404(_charger_queryset(request), pk=pk)
     connectors = list(charger.connectors.all())
     sessions = selectors.sessions_for(tenant).filter(charger=charger).select_related("id_token")
@@ -192,7 +218,9 @@ def charger_detail(request: HttpRequest, pk: int) -> HttpResponse:
         **_frame_log(request, charger),
     }
     return render_page(
-        request, "chargers/charger_detail.html", context,
+        request,
+        "chargers/charger_detail.html",
+        context,
         parts={
             "charger-summary": "chargers/_charger_summary.html",
             "charger-connectors": "chargers/_connectors.html",
@@ -210,8 +238,8 @@ def _frame_display(frame: Frame) -> dict[str, Any]:
     return {"frame": frame, "pretty": pretty}
 
 
-def _frame_log(request: HttpRequest, charger: Charger) -> dict[str, Any]:
-    queryset = selectors.frames_for(request.tenant).filter(charger=charger)  # type: ignore[attr-defined]
+def _frame_log(request: DashboardRequest, charger: Charger) -> dict[str, Any]:
+    queryset = selectors.frames_for(request.tenant).filter(charger=charger)
     filters = FrameFilter(request.GET, queryset=queryset)
     frames = list(filters.qs.order_by("-id")[: FRAME_PAGE_SIZE + 1])
     older = frames[FRAME_PAGE_SIZE].pk + 1 if len(frames) > FRAME_PAGE_SIZE else None
@@ -229,16 +257,19 @@ def _frame_log(request: HttpRequest, charger: Charger) -> dict[str, Any]:
 
 
 @dashboard_view
-def charger_frames(request: HttpRequest, pk: int) -> HttpResponse:
+def charger_frames(request: DashboardRequest, pk: int) -> HttpResponse:
     """The OCPP frame log of one charger, newest first, with filters; follows the journal live."""
-    charger = get_object_or_404(selectors.chargers_for(request.tenant), pk=pk)  # type: ignore[attr-defined]
+    charger = get_object_or_404(selectors.chargers_for(request.tenant), pk=pk)
     context = {
         "charger": charger,
         "time_zone": charger.site.time_zone if charger.site else "UTC",
         **_frame_log(request, charger),
     }
     return render_page(
-        request, "chargers/charger_frames.html", context, parts={"frame-log": "chargers/_frame_log.html"}
+        request,
+        "chargers/charger_frames.html",
+        context,
+        parts={"frame-log": "chargers/_frame_log.html"},
     )
 
 
@@ -246,34 +277,61 @@ def charger_frames(request: HttpRequest, pk: int) -> HttpResponse:
 
 
 @dashboard_view
-def session_list(request: HttpRequest) -> HttpResponse:
-    queryset = selectors.sessions_for(request.tenant).select_related("charger__site")  # type: ignore[attr-defined]
+def session_list(request: DashboardRequest) -> HttpResponse:
+    queryset = selectors.sessions_for(request.tenant).select_related("charger__site")
     filters = SessionFilter(request.GET or None, queryset=queryset, request=request)
     sessions = filters.qs
     sessions = sessions.order_by(*(sessions.query.order_by or ("-started_at",)), "-id")
     if request.GET.get("export") == "csv":
         return csv_response(
             "sessions",
-            ["id", "charger", "site", "connector", "transaction_id", "id_tag", "state", "started_at",
-             "stopped_at", "meter_start_wh", "meter_stop_wh", "energy_wh", "stop_reason"],
+            [
+                "id",
+                "charger",
+                "site",
+                "connector",
+                "transaction_id",
+                "id_tag",
+                "state",
+                "started_at",
+                "stopped_at",
+                "meter_start_wh",
+                "meter_stop_wh",
+                "energy_wh",
+                "stop_reason",
+            ],
             (
-                [s.pk, s.charger.identity, s.charger.site.name if s.charger.site else "",
-                 s.connector_number, s.transaction_id, s.id_tag, s.state, s.started_at, s.stopped_at,
-                 s.meter_start_wh, s.meter_stop_wh, s.energy_wh, s.stop_reason]
+                [
+                    s.pk,
+                    s.charger.identity,
+                    s.charger.site.name if s.charger.site else "",
+                    s.connector_number,
+                    s.transaction_id,
+                    s.id_tag,
+                    s.state,
+                    s.started_at,
+                    s.stopped_at,
+                    s.meter_start_wh,
+                    s.meter_stop_wh,
+                    s.energy_wh,
+                    s.stop_reason,
+                ]
                 for s in sessions.iterator(chunk_size=500)
             ),
         )
     page = _page(request, sessions)
     context = {"filters": filters, "page": page}
     return render_page(
-        request, "chargers/session_list.html", context,
+        request,
+        "chargers/session_list.html",
+        context,
         parts={"session-results": "chargers/_session_results.html"},
     )
 
 
 @dashboard_view
-def session_detail(request: HttpRequest, pk: int) -> HttpResponse:
-    tenant = request.tenant  # type: ignore[attr-defined]
+def session_detail(request: DashboardRequest, pk: int) -> HttpResponse:
+    tenant = request.tenant
     session = get_object_or_404(
         selectors.sessions_for(tenant).select_related("charger__site", "id_token"), pk=pk
     )
@@ -284,7 +342,9 @@ def session_detail(request: HttpRequest, pk: int) -> HttpResponse:
         "duration": (session.stopped_at or timezone.now()) - session.started_at,
     }
     return render_page(
-        request, "chargers/session_detail.html", context,
+        request,
+        "chargers/session_detail.html",
+        context,
         parts={"session-summary": "chargers/_session_summary.html"},
     )
 
@@ -315,8 +375,8 @@ def _map_context(sites: Iterable[Any]) -> dict[str, Any]:
 
 
 @dashboard_view
-def site_list(request: HttpRequest) -> HttpResponse:
-    tenant = request.tenant  # type: ignore[attr-defined]
+def site_list(request: DashboardRequest) -> HttpResponse:
+    tenant = request.tenant
     chargers = selectors.chargers_for(tenant)
     sites = list(
         selectors.sites_for(tenant).annotate(
@@ -330,8 +390,8 @@ def site_list(request: HttpRequest) -> HttpResponse:
 
 
 @dashboard_view
-def site_detail(request: HttpRequest, pk: int) -> HttpResponse:
-    tenant = request.tenant  # type: ignore[attr-defined]
+def site_detail(request: DashboardRequest, pk: int) -> HttpResponse:
+    tenant = request.tenant
     site = get_object_or_404(selectors.sites_for(tenant), pk=pk)
     chargers = _charger_queryset(request).filter(site=site).order_by("identity")
     rows = _charger_rows(chargers)
@@ -348,7 +408,9 @@ def site_detail(request: HttpRequest, pk: int) -> HttpResponse:
         **_map_context([site]),
     }
     return render_page(
-        request, "chargers/site_detail.html", context,
+        request,
+        "chargers/site_detail.html",
+        context,
         parts={"site-sessions": "chargers/_site_sessions.html"},
     )
 
@@ -357,19 +419,21 @@ def site_detail(request: HttpRequest, pk: int) -> HttpResponse:
 
 
 @dashboard_view(operators_only=True)
-def id_token_list(request: HttpRequest) -> HttpResponse:
-    queryset = selectors.id_tokens_for(request.tenant)  # type: ignore[attr-defined]
+def id_token_list(request: DashboardRequest) -> HttpResponse:
+    queryset = selectors.id_tokens_for(request.tenant)
     filters = IdTokenFilter(request.GET or None, queryset=queryset, request=request)
     page = _page(request, filters.qs.order_by("token"))
     return render_page(
-        request, "chargers/id_token_list.html", {"filters": filters, "page": page},
+        request,
+        "chargers/id_token_list.html",
+        {"filters": filters, "page": page},
         parts={"id-token-results": "chargers/_id_token_results.html"},
     )
 
 
 @dashboard_view(operators_only=True)
-def id_token_create(request: HttpRequest) -> HttpResponse:
-    tenant = request.tenant  # type: ignore[attr-defined]
+def id_token_create(request: DashboardRequest) -> HttpResponse:
+    tenant = request.tenant
     form = IdTokenForm(request.POST or None, organization_id=tenant.organization_id)
     if request.method == "POST" and form.is_valid():
         try:
@@ -384,13 +448,15 @@ def id_token_create(request: HttpRequest) -> HttpResponse:
         else:
             messages.success(request, f"Id token {id_token.token} created.")
             return redirect("dashboard:id_token_list")
-    return render(request, "chargers/id_token_form.html", {"form": form}, status=400 if form.errors else 200)
+    return render(
+        request, "chargers/id_token_form.html", {"form": form}, status=400 if form.errors else 200
+    )
 
 
-def _id_token_set_status(request: HttpRequest, pk: int, status: str) -> HttpResponse:
-    id_token = get_object_or_404(selectors.id_tokens_for(request.tenant), pk=pk)  # type: ignore[attr-defined]
+def _id_token_set_status(request: DashboardRequest, pk: int, status: str) -> HttpResponse:
+    id_token = get_object_or_404(selectors.id_tokens_for(request.tenant), pk=pk)
     services.id_token_update(id_token=id_token, data={"status": status})
-    if request.htmx:  # type: ignore[attr-defined]
+    if request.htmx:
         return render(request, "chargers/_id_token_row.html", {"id_token": id_token})
     verb = "blocked" if status == IdTokenStatus.BLOCKED else "unblocked"
     messages.success(request, f"Id token {id_token.token} {verb}.")
@@ -402,12 +468,11 @@ def _id_token_set_status(request: HttpRequest, pk: int, status: str) -> HttpResp
 
 @require_POST
 @dashboard_view(operators_only=True)
-def id_token_block(request: HttpRequest, pk: int) -> HttpResponse:
+def id_token_block(request: DashboardRequest, pk: int) -> HttpResponse:
     return _id_token_set_status(request, pk, IdTokenStatus.BLOCKED)
 
 
 @require_POST
 @dashboard_view(operators_only=True)
-def id_token_unblock(request: HttpRequest, pk: int) -> HttpResponse:
+def id_token_unblock(request: DashboardRequest, pk: int) -> HttpResponse:
     return _id_token_set_status(request, pk, IdTokenStatus.ACCEPTED)
-

@@ -29,7 +29,10 @@ class ApiTokenForm(forms.Form):
         help_text="Required for a site-host token: the sites it may see",
     )
     expires_at = forms.DateTimeField(
-        required=False, label="Expires", widget=DateTimeInput(), help_text="UTC; empty never expires"
+        required=False,
+        label="Expires",
+        widget=DateTimeInput(),
+        help_text="UTC; empty never expires",
     )
 
     def __init__(self, *args: Any, tenant: Tenant, **kwargs: Any):

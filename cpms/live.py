@@ -129,4 +129,6 @@ class LiveConsumer(AsyncJsonWebsocketConsumer):
             site_id = await site_of(identity)
             if site_id not in self.tenant.site_ids:
                 return
-        await self.send_json({"kind": message["kind"], "charger": identity, "data": message.get("data", {})})
+        await self.send_json(
+            {"kind": message["kind"], "charger": identity, "data": message.get("data", {})}
+        )

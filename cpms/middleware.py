@@ -17,6 +17,7 @@ from django.core.exceptions import PermissionDenied
 from django.http import HttpRequest, HttpResponse
 from django.shortcuts import resolve_url
 from django_htmx.http import HttpResponseClientRedirect
+from django_htmx.middleware import HtmxDetails
 
 from .tenancy import Tenant, tenant_for_user
 
@@ -41,6 +42,13 @@ def tenant_for_session(user: Any, session: Any) -> Tenant | None:
     picked = session.get(ORGANIZATION_SESSION_KEY) if session is not None else None
     tenant = tenant_for_user(user, picked) if isinstance(picked, int) else None
     return tenant or tenant_for_user(user)
+
+
+class DashboardRequest(HttpRequest):
+    """A request as dashboard views see it (for type checking): the middleware sets these."""
+
+    tenant: Tenant
+    htmx: HtmxDetails
 
 
 class TenantMiddleware:

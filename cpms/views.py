@@ -8,14 +8,14 @@ from urllib.parse import urlsplit
 from django.contrib import messages
 from django.contrib.auth import views as auth_views
 from django.contrib.auth.models import User
-from django.http import Http404, HttpRequest, HttpResponse, HttpResponseRedirect
+from django.http import Http404, HttpResponse, HttpResponseRedirect
 from django.shortcuts import get_object_or_404, render
 from django.urls import Resolver404, resolve, reverse
 from django.utils.http import url_has_allowed_host_and_scheme
 from django.views.decorators.http import require_POST
 
 from .forms import ApiTokenForm
-from .middleware import ORGANIZATION_SESSION_KEY, dashboard_view
+from .middleware import ORGANIZATION_SESSION_KEY, DashboardRequest, dashboard_view
 from .models import ApiToken, Membership, Organization
 from .services import api_token_create, api_token_revoke
 
@@ -30,7 +30,7 @@ class LogoutView(auth_views.LogoutView):
 
 
 @require_POST
-def organization_switch(request: HttpRequest) -> HttpResponse:
+def organization_switch(request: DashboardRequest) -> HttpResponse:
     """Work in another of the user's organizations from now on (kept in the session)."""
     if not request.user.is_authenticated:
         return HttpResponseRedirect(reverse("login"))
@@ -38,9 +38,11 @@ def organization_switch(request: HttpRequest) -> HttpResponse:
         organization_id = int(request.POST.get("organization", ""))
     except ValueError:
         raise Http404("No such organization.") from None
-    membership = Membership.objects.filter(
-        user=request.user, organization_id=organization_id
-    ).select_related("organization").first()
+    membership = (
+        Membership.objects.filter(user=request.user, organization_id=organization_id)
+        .select_related("organization")
+        .first()
+    )
     if membership is None:
         raise Http404("No such organization.")
     request.session[ORGANIZATION_SESSION_KEY] = organization_id
@@ -62,9 +64,9 @@ def _section_of(back: str, host: str) -> str:
     return f"/{section}/" if section else overview
 
 
-def _api_tokens(request: HttpRequest) -> list[ApiToken]:
+def _api_tokens(request: DashboardRequest) -> list[ApiToken]:
     return list(
-        ApiToken.objects.filter(organization_id=request.tenant.organization_id)  # type: ignore[attr-defined]
+        ApiToken.objects.filter(organization_id=request.tenant.organization_id)
         .select_related("created_by", "revoked_by")
         .prefetch_related("sites")
         .order_by("revoked_at", "-created_at")
@@ -72,9 +74,9 @@ def _api_tokens(request: HttpRequest) -> list[ApiToken]:
 
 
 @dashboard_view(admins_only=True)
-def api_token_list(request: HttpRequest) -> HttpResponse:
+def api_token_list(request: DashboardRequest) -> HttpResponse:
     """The organization's API tokens; a new token's key is shown once, right after it is made."""
-    tenant = request.tenant  # type: ignore[attr-defined]
+    tenant = request.tenant
     form = ApiTokenForm(request.POST or None, tenant=tenant)
     new_key = ""
     status = 200
@@ -105,9 +107,9 @@ def api_token_list(request: HttpRequest) -> HttpResponse:
 
 @require_POST
 @dashboard_view(admins_only=True)
-def api_token_revoke_view(request: HttpRequest, pk: int) -> HttpResponse:
+def api_token_revoke_view(request: DashboardRequest, pk: int) -> HttpResponse:
     token = get_object_or_404(
-        ApiToken.objects.filter(organization_id=request.tenant.organization_id),  # type: ignore[attr-defined]
+        ApiToken.objects.filter(organization_id=request.tenant.organization_id),
         pk=pk,
     )
     api_token_revoke(token=token, revoked_by=cast(User, request.user))

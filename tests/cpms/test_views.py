@@ -69,7 +69,10 @@ def make_session(charger: Charger, transaction_id: str, **fields: Any) -> Sessio
     }
     defaults.update(fields)
     return Session.objects.create(
-        charger=charger, transaction_id=transaction_id, start_key=f"key-{transaction_id}", **defaults
+        charger=charger,
+        transaction_id=transaction_id,
+        start_key=f"key-{transaction_id}",
+        **defaults,
     )
 
 
@@ -87,14 +90,19 @@ def make_frame(charger: Charger, action: str, direction: str = "in", kind: int =
 
 def build_world(organization: Organization, site: Site, make_charger: Any) -> World:
     harbour = Site.objects.create(
-        organization=organization, name="Harbour", time_zone="Europe/Amsterdam",
-        latitude=Decimal("52.1"), longitude=Decimal("4.3"),
+        organization=organization,
+        name="Harbour",
+        time_zone="Europe/Amsterdam",
+        latitude=Decimal("52.1"),
+        longitude=Decimal("4.3"),
     )
     depot_charger = make_charger("ACME-DEPOT-1", vendor="Alfen", ocpp_version="1.6")
     harbour_charger = make_charger("ACME-HARBOUR-1", vendor="ABB", site=harbour)
     globex = Organization.objects.create(name="Globex Energy", slug="globex")
     globex_site = Site.objects.create(organization=globex, name="Globex Yard")
-    globex_charger = Charger.objects.create(identity="GLOBEX-1", organization=globex, site=globex_site)
+    globex_charger = Charger.objects.create(
+        identity="GLOBEX-1", organization=globex, site=globex_site
+    )
     for charger in (depot_charger, harbour_charger, globex_charger):
         make_frame(charger, "BootNotification")
     users = {
@@ -163,12 +171,13 @@ def _overview_shows_all(world: World) -> None:
 
 @pytest.mark.parametrize("list_page", LIST_PAGES, ids=lambda p: p.url)
 @pytest.mark.parametrize("role", ["admin", "operator", "host"])
-def test_list_pages_show_only_the_tenants_objects(world: World, list_page: ListPage, role: str) -> None:
+def test_list_pages_show_only_the_tenants_objects(
+    world: World, list_page: ListPage, role: str
+) -> None:
     _overview_shows_all(world)
     response = client_for(world, role).get(list_page.url)
     allowed = not (
-        (list_page.admins_only and role != "admin")
-        or (list_page.operators_only and role == "host")
+        (list_page.admins_only and role != "admin") or (list_page.operators_only and role == "host")
     )
     if not allowed:
         assert response.status_code == 403
@@ -238,7 +247,9 @@ def test_a_missing_object_is_the_same_404_as_another_tenants(world: World) -> No
 
 
 def test_the_frame_log_never_shows_another_tenants_frames(world: World) -> None:
-    body = client_for(world, "operator").get(f"/chargers/{world.depot_charger.pk}/").content.decode()
+    body = (
+        client_for(world, "operator").get(f"/chargers/{world.depot_charger.pk}/").content.decode()
+    )
     assert "BootNotification" in body
     assert "GLOBEX-1" not in body
 

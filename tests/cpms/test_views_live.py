@@ -106,7 +106,11 @@ async def test_only_dashboard_users_may_connect(world: dict[str, Any], who: str 
 
 
 async def test_another_origin_is_refused(world: dict[str, Any]) -> None:
-    async with live_socket(world["operator"], origin="https://evil.example") as (_, connected, _code):
+    async with live_socket(world["operator"], origin="https://evil.example") as (
+        _,
+        connected,
+        _code,
+    ):
         assert not connected
 
 
@@ -157,12 +161,18 @@ async def test_a_site_host_gets_events_of_their_sites_only(
 async def test_following_one_charger_needs_access_to_it(
     world: dict[str, Any], who: str, identity: str, allowed: bool
 ) -> None:
-    async with live_socket(world[who], path=f"/ws/live/?charger={identity}") as (_, connected, code):
+    async with live_socket(world[who], path=f"/ws/live/?charger={identity}") as (
+        _,
+        connected,
+        code,
+    ):
         assert connected is allowed
         assert code == (None if allowed else 4403)
 
 
-async def test_a_charger_page_gets_its_journal_frames_and_nothing_else(world: dict[str, Any]) -> None:
+async def test_a_charger_page_gets_its_journal_frames_and_nothing_else(
+    world: dict[str, Any],
+) -> None:
     depot = world["depot_charger"]
     # Another charger whose identity maps to the same group name.
     twin = await sync_to_async(Charger.objects.create)(
@@ -181,7 +191,11 @@ async def test_a_charger_page_gets_its_journal_frames_and_nothing_else(world: di
             samples=[],
         )
 
-    async with live_socket(world["operator"], path="/ws/live/?charger=DEPOT-1") as (ws, connected, _):
+    async with live_socket(world["operator"], path="/ws/live/?charger=DEPOT-1") as (
+        ws,
+        connected,
+        _,
+    ):
         assert connected
         await sync_to_async(flush)()
         await get_channel_layer().group_send(
@@ -237,7 +251,9 @@ async def test_a_socket_closes_when_the_membership_changes(
     monkeypatch.setattr(live, "REVALIDATE_SECONDS", 0.0)
     async with live_socket(world["host"]) as (ws, connected, _):
         assert connected
-        await sync_to_async(Membership.objects.filter(user__username="hana").update)(role=Role.INTEGRATOR)
+        await sync_to_async(Membership.objects.filter(user__username="hana").update)(
+            role=Role.INTEGRATOR
+        )
         await get_channel_layer().group_send(
             events.organization_group(organization.pk), event("charger.booted", "DEPOT-1")
         )

@@ -60,7 +60,9 @@ def tenant(admin: User) -> Tenant:
 
 def set_status(charger: Charger, connector_id: int, status: str) -> Connector:
     connector, _ = Connector.objects.update_or_create(
-        charger=charger, connector_id=connector_id, defaults={"status": status, "status_at": timezone.now()}
+        charger=charger,
+        connector_id=connector_id,
+        defaults={"status": status, "status_at": timezone.now()},
     )
     return connector
 
@@ -82,7 +84,9 @@ def test_sign_in_with_the_form_and_out_again(admin: User) -> None:
     wrong = client.post("/login/", {"username": "admin", "password": "nope"})
     assert wrong.status_code == 200
     assert "enter a correct username and password" in wrong.content.decode()
-    response = client.post("/login/", {"username": "admin", "password": PASSWORD, "next": "/sessions/"})
+    response = client.post(
+        "/login/", {"username": "admin", "password": PASSWORD, "next": "/sessions/"}
+    )
     assert response.status_code == 302
     assert response["Location"] == "/sessions/"
     assert client.get("/sessions/").status_code == 200
@@ -107,10 +111,18 @@ def test_today_is_the_local_day_of_each_site(
     now = datetime(2025, 3, 9, 23, 30, tzinfo=UTC)
     amsterdam = make_charger("AMS-1")  # the site fixture is in Europe/Amsterdam
     roaming = make_charger("NOSITE-1", site=None)
-    make_session(amsterdam, "1", started_at=datetime(2025, 3, 9, 23, 15, tzinfo=UTC), energy_wh=Decimal(1500))
-    make_session(amsterdam, "2", started_at=datetime(2025, 3, 9, 22, 45, tzinfo=UTC), energy_wh=Decimal(9000))
-    make_session(roaming, "3", started_at=datetime(2025, 3, 9, 0, 5, tzinfo=UTC), energy_wh=Decimal(250))
-    make_session(roaming, "4", started_at=datetime(2025, 3, 8, 23, 55, tzinfo=UTC), energy_wh=Decimal(7000))
+    make_session(
+        amsterdam, "1", started_at=datetime(2025, 3, 9, 23, 15, tzinfo=UTC), energy_wh=Decimal(1500)
+    )
+    make_session(
+        amsterdam, "2", started_at=datetime(2025, 3, 9, 22, 45, tzinfo=UTC), energy_wh=Decimal(9000)
+    )
+    make_session(
+        roaming, "3", started_at=datetime(2025, 3, 9, 0, 5, tzinfo=UTC), energy_wh=Decimal(250)
+    )
+    make_session(
+        roaming, "4", started_at=datetime(2025, 3, 8, 23, 55, tzinfo=UTC), energy_wh=Decimal(7000)
+    )
 
     overview = dashboard.overview_for(tenant, now=now)
 
@@ -171,7 +183,9 @@ def test_charger_state_and_the_status_filter_agree(
 # --- Session charts ------------------------------------------------------------------------------
 
 
-def _sample(session: Session, at: datetime, measurand: str, value: str, phase: str = "", location: str = "") -> None:
+def _sample(
+    session: Session, at: datetime, measurand: str, value: str, phase: str = "", location: str = ""
+) -> None:
     MeterSample.objects.create(
         charger=session.charger,
         connector_number=1,
@@ -184,7 +198,9 @@ def _sample(session: Session, at: datetime, measurand: str, value: str, phase: s
     )
 
 
-def test_session_series_sums_phases_and_skips_ev_readings(make_charger: Any, tenant: Tenant) -> None:
+def test_session_series_sums_phases_and_skips_ev_readings(
+    make_charger: Any, tenant: Tenant
+) -> None:
     start = datetime(2025, 1, 1, 12, 0, tzinfo=UTC)
     session = make_session(make_charger(), "1", started_at=start, meter_start_wh=Decimal(10_000))
     _sample(session, start, ENERGY, "10000")
@@ -214,9 +230,7 @@ def test_session_series_derives_power_from_the_register(make_charger: Any, tenan
     assert series.power_kw == [None, 11.0]
 
 
-def test_session_series_of_another_tenant_is_empty(
-    make_charger: Any, tenant: Tenant
-) -> None:
+def test_session_series_of_another_tenant_is_empty(make_charger: Any, tenant: Tenant) -> None:
     globex = Organization.objects.create(name="Globex", slug="globex")
     foreign = Charger.objects.create(identity="GLOBEX-1", organization=globex)
     session = make_session(foreign, "1")
@@ -227,7 +241,9 @@ def test_session_series_of_another_tenant_is_empty(
 # --- Chargers ------------------------------------------------------------------------------------
 
 
-def test_chargers_paginate_sort_and_render_a_part_for_htmx(client: Client, make_charger: Any) -> None:
+def test_chargers_paginate_sort_and_render_a_part_for_htmx(
+    client: Client, make_charger: Any
+) -> None:
     for n in range(30):
         make_charger(f"CP-{n:02d}", vendor="Zeta" if n == 7 else "Alfen")
 
@@ -240,7 +256,9 @@ def test_chargers_paginate_sort_and_render_a_part_for_htmx(client: Client, make_
     by_vendor = client.get("/chargers/?sort=-vendor").content.decode()
     assert by_vendor.index("CP-07") < by_vendor.index("CP-00")
 
-    part = client.get("/chargers/?vendor=Zeta", HTTP_HX_REQUEST="true", HTTP_HX_TARGET="charger-results")
+    part = client.get(
+        "/chargers/?vendor=Zeta", HTTP_HX_REQUEST="true", HTTP_HX_TARGET="charger-results"
+    )
     body = part.content.decode()
     assert "<html" not in body
     assert body.lstrip().startswith('<div id="charger-results"')
@@ -248,8 +266,10 @@ def test_chargers_paginate_sort_and_render_a_part_for_htmx(client: Client, make_
     assert "HX-Target" in part["Vary"]
 
 
-def test_charger_csv_export_follows_the_filters_and_defuses_formulas(client: Client, make_charger: Any) -> None:
-    make_charger("CP-1", vendor="=HYPERLINK(\"http://evil.example\")", connected=True)
+def test_charger_csv_export_follows_the_filters_and_defuses_formulas(
+    client: Client, make_charger: Any
+) -> None:
+    make_charger("CP-1", vendor='=HYPERLINK("http://evil.example")', connected=True)
     make_charger("CP-2", vendor="Alfen")
     set_status(Charger.objects.get(identity="CP-1"), 1, ConnectorStatus.FAULTED)
 
@@ -273,7 +293,9 @@ def test_charger_detail_shows_the_active_sessions_chart(client: Client, charger:
     body = client.get(f"/chargers/{charger.pk}/").content.decode()
     assert f'id="series-{session.pk}"' in body
     assert '"power_kw": [7.2]' in body
-    part = client.get(f"/chargers/{charger.pk}/", HTTP_HX_REQUEST="true", HTTP_HX_TARGET="charger-active")
+    part = client.get(
+        f"/chargers/{charger.pk}/", HTTP_HX_REQUEST="true", HTTP_HX_TARGET="charger-active"
+    )
     assert part.content.decode().lstrip().startswith('<section id="charger-active"')
 
 
@@ -319,13 +341,21 @@ def test_a_bad_frame_filter_is_a_form_error_not_a_crash(client: Client, charger:
 def test_sessions_filter_and_export(client: Client, make_charger: Any) -> None:
     first = make_charger("CP-1")
     second = make_charger("CP-2")
-    make_session(first, "1", started_at=datetime(2025, 5, 1, 10, tzinfo=UTC), state=SessionState.COMPLETED,
-                 energy_wh=Decimal("12345.5"), id_tag="ALICE")
+    make_session(
+        first,
+        "1",
+        started_at=datetime(2025, 5, 1, 10, tzinfo=UTC),
+        state=SessionState.COMPLETED,
+        energy_wh=Decimal("12345.5"),
+        id_tag="ALICE",
+    )
     make_session(second, "2", started_at=datetime(2025, 5, 3, 10, tzinfo=UTC), id_tag="BOB")
 
     active = client.get("/sessions/?state=Active").content.decode()
     assert "BOB" in active and "ALICE" not in active
-    in_range = client.get("/sessions/?started_from=2025-05-01&started_to=2025-05-02").content.decode()
+    in_range = client.get(
+        "/sessions/?started_from=2025-05-01&started_to=2025-05-02"
+    ).content.decode()
     assert "ALICE" in in_range and "BOB" not in in_range
     searched = client.get("/sessions/?q=cp-2").content.decode()
     assert "BOB" in searched and "ALICE" not in searched
@@ -374,8 +404,14 @@ def test_sites_without_coordinates_say_so(client: Client, site: Site) -> None:
 def test_create_an_id_token(client: Client, organization: Organization) -> None:
     response = client.post(
         "/id-tokens/new/",
-        {"token": " 04A2B3C4 ", "type": "ISO14443", "status": "Accepted", "owner_name": "Alex",
-         "owner_email": "alex@example.com", "allow_concurrent": "on"},
+        {
+            "token": " 04A2B3C4 ",
+            "type": "ISO14443",
+            "status": "Accepted",
+            "owner_name": "Alex",
+            "owner_email": "alex@example.com",
+            "allow_concurrent": "on",
+        },
     )
     assert response.status_code == 302
     token = IdToken.objects.get(organization=organization)
@@ -420,7 +456,9 @@ def test_block_and_unblock_an_id_token(client: Client, id_token: IdToken) -> Non
     assert id_token.status == "Accepted"
 
 
-def test_an_operator_may_manage_id_tokens_too(organization: Organization, id_token: IdToken) -> None:
+def test_an_operator_may_manage_id_tokens_too(
+    organization: Organization, id_token: IdToken
+) -> None:
     client = Client()
     client.force_login(make_user("operator", organization, Role.OPERATOR))
     assert client.post(f"/id-tokens/{id_token.pk}/block").status_code == 302
@@ -449,8 +487,12 @@ def test_a_site_host_token_needs_sites_of_the_organization(
     missing = client.post("/api-tokens/", {"name": "host", "role": Role.SITE_HOST})
     assert missing.status_code == 400
     assert "A site-host token needs at least one site" in missing.content.decode()
-    globex_site = Site.objects.create(organization=Organization.objects.create(name="G", slug="g"), name="G")
-    foreign = client.post("/api-tokens/", {"name": "host", "role": Role.SITE_HOST, "sites": [globex_site.pk]})
+    globex_site = Site.objects.create(
+        organization=Organization.objects.create(name="G", slug="g"), name="G"
+    )
+    foreign = client.post(
+        "/api-tokens/", {"name": "host", "role": Role.SITE_HOST, "sites": [globex_site.pk]}
+    )
     assert foreign.status_code == 400
     assert ApiToken.objects.count() == 0
 
@@ -485,7 +527,9 @@ def test_the_frame_model_kinds_match_the_filter(client: Client, charger: Charger
         assert f'<option value="{value}">{label}</option>' in body
 
 
-def test_a_page_part_whose_session_ended_sends_the_page_to_sign_in(db: Any, charger: Charger) -> None:
+def test_a_page_part_whose_session_ended_sends_the_page_to_sign_in(
+    db: Any, charger: Charger
+) -> None:
     response = Client().get(
         f"/chargers/{charger.pk}/row",
         HTTP_HX_REQUEST="true",

@@ -85,7 +85,9 @@ def browser_context_args(server_process: ServerProcess) -> dict[str, Any]:
 # --- Helpers -------------------------------------------------------------------------------------
 
 
-def make_user(username: str, organization: Organization, role: str, sites: tuple[Site, ...] = ()) -> User:
+def make_user(
+    username: str, organization: Organization, role: str, sites: tuple[Site, ...] = ()
+) -> User:
     user = User.objects.create_user(username, f"{username}@example.com", USER_PASSWORD)
     membership = Membership.objects.create(user=user, organization=organization, role=role)
     membership.sites.set(sites)
@@ -102,7 +104,9 @@ def sign_in(page: Page, username: str) -> None:
 
 def wait_live(page: Page) -> None:
     """The page's live socket is open, so events from now on reach it."""
-    expect(page.locator("[data-live-state]")).to_have_attribute("data-live-state", "open", timeout=LIVE)
+    expect(page.locator("[data-live-state]")).to_have_attribute(
+        "data-live-state", "open", timeout=LIVE
+    )
 
 
 def mark_page(page: Page) -> None:
@@ -129,13 +133,20 @@ class OcppCharger:
         return reply[2]
 
     def boot(self) -> None:
-        result = self.call("BootNotification", {"chargePointVendor": "Acme", "chargePointModel": "AC-22"})
+        result = self.call(
+            "BootNotification", {"chargePointVendor": "Acme", "chargePointModel": "AC-22"}
+        )
         assert result["status"] == "Accepted"
 
     def status(self, connector: int, status: str, error_code: str = "NoError") -> None:
         self.call(
             "StatusNotification",
-            {"connectorId": connector, "errorCode": error_code, "status": status, "timestamp": now()},
+            {
+                "connectorId": connector,
+                "errorCode": error_code,
+                "status": status,
+                "timestamp": now(),
+            },
         )
 
 
@@ -188,7 +199,9 @@ def test_sign_in_and_out(server: ServerProcess, page: Page, organization: Organi
     expect(page).to_have_url(f"{server.http_url}/login/?next=/chargers/")
 
 
-def test_overview_follows_a_charger_live(server: ServerProcess, page: Page, organization: Organization, charger: Charger) -> None:
+def test_overview_follows_a_charger_live(
+    server: ServerProcess, page: Page, organization: Organization, charger: Charger
+) -> None:
     make_user("olga", organization, Role.OPERATOR)
     sign_in(page, "olga")
     expect(tile(page, "online")).to_have_text("0")
@@ -231,7 +244,9 @@ def test_chargers_list_filters_sorts_and_follows_status(
 
     page.get_by_label("Vendor").select_option("Alfen")
     expect(rows).to_have_count(2)
-    expect(page).to_have_url(f"{server.http_url}/chargers/?q=&site=&status=&ocpp_version=&vendor=Alfen")
+    expect(page).to_have_url(
+        f"{server.http_url}/chargers/?q=&site=&status=&ocpp_version=&vendor=Alfen"
+    )
     page.get_by_label("Site").select_option(label="Harbour")
     expect(rows).to_have_count(1)
     expect(rows.first).to_contain_text("ALFEN-2")
@@ -275,7 +290,11 @@ def test_chargers_list_filters_sorts_and_follows_status(
         page.get_by_role("link", name="Export CSV").click()
     exported = Path(download.value.path()).read_text(encoding="utf-8")
     assert exported.splitlines()[0].startswith("identity,state,site,vendor")
-    assert {line.split(",")[0] for line in exported.splitlines()[1:]} == {"ABB-1", "ALFEN-1", "ALFEN-2"}
+    assert {line.split(",")[0] for line in exported.splitlines()[1:]} == {
+        "ABB-1",
+        "ALFEN-1",
+        "ALFEN-2",
+    }
 
 
 def test_charger_detail_follows_frames_and_sessions_live(
@@ -291,11 +310,13 @@ def test_charger_detail_follows_frames_and_sessions_live(
 
     with ocpp_charger(server, charger.identity) as cp:
         cp.boot()
-        expect(log.locator("tr[data-frame-action='BootNotification']")).to_have_count(2, timeout=LIVE)
-        cp.status(1, "Available")
-        expect(page.locator("#charger-connectors [data-connector='1'] [data-connector-status]")).to_have_text(
-            "Available", timeout=LIVE
+        expect(log.locator("tr[data-frame-action='BootNotification']")).to_have_count(
+            2, timeout=LIVE
         )
+        cp.status(1, "Available")
+        expect(
+            page.locator("#charger-connectors [data-connector='1'] [data-connector-status]")
+        ).to_have_text("Available", timeout=LIVE)
         expect(page.locator("[data-charger-state]")).to_have_text("Available", timeout=LIVE)
         cp.call("Heartbeat", {})
         expect(log.locator("tr[data-frame-action='Heartbeat']")).to_have_count(2, timeout=LIVE)
@@ -332,7 +353,11 @@ def test_charger_detail_follows_frames_and_sessions_live(
                     {
                         "timestamp": now(),
                         "sampledValue": [
-                            {"value": "3500", "measurand": "Energy.Active.Import.Register", "unit": "Wh"},
+                            {
+                                "value": "3500",
+                                "measurand": "Energy.Active.Import.Register",
+                                "unit": "Wh",
+                            },
                             {"value": "7.2", "measurand": "Power.Active.Import", "unit": "kW"},
                         ],
                     }
@@ -340,7 +365,9 @@ def test_charger_detail_follows_frames_and_sessions_live(
             },
         )
         expect(active.locator(".chart-empty")).to_be_hidden(timeout=LIVE)
-        expect(page.locator("#charger-sessions tbody tr").first).to_contain_text("2.50", timeout=LIVE)
+        expect(page.locator("#charger-sessions tbody tr").first).to_contain_text(
+            "2.50", timeout=LIVE
+        )
         expect(page.locator("[data-charger-state]")).to_have_text("Charging")
     assert_not_reloaded(page)
 
