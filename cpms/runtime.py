@@ -2,7 +2,8 @@
 
 daphne sends no lifespan events, so the first connection starts what the process runs beside its
 consumers: the batch writer, and on the embedded default (no Redis, eager Celery) the periodic jobs
-of ``CELERY_BEAT_SCHEDULE`` on the server's own event loop.
+of ``CELERY_BEAT_SCHEDULE`` on the server's own event loop. It also makes HTTP requests close their
+database connections when they finish.
 """
 
 from __future__ import annotations
@@ -14,6 +15,8 @@ from typing import Any
 
 from channels.db import database_sync_to_async
 from django.conf import settings
+from django.core.signals import request_finished
+from django.db import connections
 
 logger = logging.getLogger(__name__)
 
@@ -43,10 +46,24 @@ async def _run_periodic(name: str, task_name: str, every: float) -> None:
             logger.exception("periodic job %s failed", name)
 
 
+def close_request_connections(**kwargs: Any) -> None:
+    """Close the database connections of a finished HTTP request.
+
+    Under ASGI each request does its database work in a thread that ends with the request, so a
+    connection kept for reuse (CONN_MAX_AGE) would stay open, unused, until garbage collection:
+    a busy server piles them up past the database's connection limit. Consumers' database calls
+    run on one long-lived thread and keep their connection.
+    """
+    for connection in connections.all(initialized_only=True):
+        if not connection.in_atomic_block:
+            connection.close()
+
+
 def start_background(loop: asyncio.AbstractEventLoop) -> None:
     if loop in _started_loops:
         return
     _started_loops.add(loop)
+    request_finished.connect(close_request_connections, dispatch_uid="cpms.runtime.close_request")
     from chargers import events
 
     events.bind_loop(loop)
