@@ -29,9 +29,9 @@ migrate: install
 run: migrate
 	$(BIN)/python manage.py seed_demo --chargers $(SIM_CHARGERS)
 	@echo ""
-	@echo "  Dashboard:  http://$(HOST):$(PORT)/"
-	@echo "  Admin:      http://$(HOST):$(PORT)/admin/   login: admin / cpms-demo-admin"
-	@echo "  OCPP:       ws://$(HOST):$(PORT)/ocpp/<charger_id>   subprotocol ocpp1.6, HTTP Basic <charger_id>:<password>"
+	@echo "  Dashboard:  http://$(HOST):$(PORT)/   login: admin / cpms-demo-admin"
+	@echo "  Admin:      http://$(HOST):$(PORT)/admin/   same login"
+	@echo "  OCPP:       ws://$(HOST):$(PORT)/ocpp/<charger_id>   subprotocol ocpp1.6, ocpp2.0.1 or ocpp2.1, HTTP Basic <charger_id>:<password>"
 	@echo "  Demo fleet: DEMO-001..DEMO-$$(printf %03d $(SIM_CHARGERS)), password demo-charger-secret"
 	@echo ""
 	$(BIN)/python -m cpms.demo --host $(HOST) --port $(PORT) --chargers $(SIM_CHARGERS)
