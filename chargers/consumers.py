@@ -20,6 +20,7 @@ from cpms import metrics
 
 from . import ocpp16, ocpp21, ocpp201, protocol, services
 from .batching import FrameRow, get_writer
+from .command_sender import CommandSender
 from .dispatch import Dispatcher
 from .models import Frame
 from .normalize import utc_now
@@ -79,6 +80,8 @@ class OcppConsumer(AsyncWebsocketConsumer):
     charger_identity: str = ""
     connection: services.Connection | None = None
     dispatcher: Dispatcher | None = None
+    # Sends this charger's commands, one CALL in flight at a time.
+    commands: CommandSender | None = None
     # Whether this socket is counted in the connected-chargers gauge.
     counted_connected: bool = False
 
@@ -121,6 +124,8 @@ class OcppConsumer(AsyncWebsocketConsumer):
         await self.accept(subprotocol)
         self.counted_connected = True
         metrics.charger_connected()
+        self.commands = CommandSender(self, charger_pk=self.connection.charger_pk, version=version)
+        await self.commands.start()
         if self.connection.previous_channel:
             await self.channel_layer.send(
                 self.connection.previous_channel,
@@ -147,6 +152,8 @@ class OcppConsumer(AsyncWebsocketConsumer):
         if outcome.reply is not None:
             await self.send(text_data=outcome.reply)
             self._journal(Frame.Direction.OUT, outcome.reply_kind, outcome.message_id, outcome.action, outcome.reply)
+        if outcome.answer is not None and self.commands is not None:
+            await self.commands.answered(outcome.message_id, outcome.answer)
 
     def _journal(
         self, direction: str, kind: int, message_id: str, action: str, raw: str, at: Any = None
@@ -165,6 +172,11 @@ class OcppConsumer(AsyncWebsocketConsumer):
             )
         )
 
+    async def chargers_command(self, message: dict[str, Any]) -> None:
+        """A command for this charger (by id); the sender task sends it when its turn comes."""
+        if self.commands is not None and isinstance(message.get("command"), int):
+            await self.commands.received(message["command"])
+
     async def chargers_replaced(self, message: dict[str, Any]) -> None:
         logger.info("%s reconnected elsewhere; closing the old socket", self.charger_identity)
         await self.close(code=CLOSE_REPLACED)
@@ -175,6 +187,8 @@ class OcppConsumer(AsyncWebsocketConsumer):
             metrics.charger_disconnected()
         if self.connection is None:
             return
+        if self.commands is not None:
+            await self.commands.close()
         await database_sync_to_async(services.charger_disconnect)(
             charger_pk=self.connection.charger_pk, channel_name=self.channel_name, close_code=code
         )

@@ -34,6 +34,8 @@ class Outcome:
     message_id: str
     action: str
     reply_kind: int = 0
+    # The answer to one of our own CALLs (its id was in ``pending``); None for any other frame.
+    answer: protocol.CallResult | protocol.CallError | None = None
 
 
 class Dispatcher:
@@ -80,7 +82,7 @@ class Dispatcher:
         action = self.pending.pop(message.message_id, "")
         if not action:
             logger.info("answer to an unknown message id %s ignored", message.message_id)
-        return Outcome(None, kind, message.message_id, action)
+        return Outcome(None, kind, message.message_id, action, answer=message if action else None)
 
     async def _run_handler(self, call: protocol.Call) -> str:
         handlers = self.route_map.get(call.action)

@@ -106,6 +106,12 @@ def publish(kind: str, *, organization_pk: int, charger: str, data: dict[str, An
     transaction.on_commit(lambda: _dispatch(send))
 
 
+def send_after_commit(send: Callable[[Any], Awaitable[None]]) -> None:
+    """Run ``send(layer)`` once the transaction commits, the way events are sent: for messages
+    beside the events, such as a command for the consumer holding a charger's socket."""
+    transaction.on_commit(lambda: _dispatch(send))
+
+
 def publish_to_chargers(kind: str, *, items: list[tuple[str, dict[str, Any]]]) -> None:
     """Send one event per charger to the charger groups only, after commit, in one hop.
 

@@ -11,6 +11,8 @@ from django.utils import timezone
 
 from cpms.models import Organization
 
+from .commands import CommandState
+
 
 class Site(models.Model):
     organization = models.ForeignKey(Organization, on_delete=models.CASCADE, related_name="sites")
@@ -623,3 +625,96 @@ class EVChargingNeeds(models.Model):
 
     def __str__(self) -> str:
         return f"{self.charger_id} EVSE {self.evse_id} {self.requested_energy_transfer}"
+
+
+# --- Commands to a charger -----------------------------------------------------------------------
+
+
+class Command(models.Model):
+    """One CALL we send a charger, from the request to its answer; the row is the truth.
+
+    The state moves only as ``chargers.commands.transition`` allows. ``payload`` is the OCPP
+    request as sent (camelCase), validated against the schema of ``ocpp_version``.
+    """
+
+    class Source(models.TextChoices):
+        USER = "user", "Dashboard user"
+        API_TOKEN = "api_token", "API token"
+        SYSTEM = "system", "System"
+
+    charger = models.ForeignKey(Charger, on_delete=models.CASCADE, related_name="commands")
+    action = models.CharField(max_length=64)
+    payload = models.JSONField(default=dict, blank=True)
+    ocpp_version = models.CharField(max_length=8, help_text="The version the payload was checked against")
+    state = models.CharField(
+        max_length=12,
+        choices=[(state.value, state.value.capitalize()) for state in CommandState],
+        default=CommandState.REQUESTED.value,
+    )
+    deliver_when_offline = models.BooleanField(
+        default=False, help_text="Keep it queued while the charger is offline, and send it when it connects"
+    )
+    message_id = models.CharField(max_length=36, blank=True, help_text="The id of the CALL as sent")
+    response = models.JSONField(null=True, blank=True, help_text="The CALLRESULT payload")
+    response_status = models.CharField(max_length=40, blank=True, help_text="Its status field, if any")
+    error_code = models.CharField(max_length=50, blank=True, help_text="CALLERROR code, or why it failed")
+    error_description = models.TextField(blank=True)
+    source = models.CharField(max_length=12, choices=Source.choices, default=Source.SYSTEM)
+    requested_by = models.ForeignKey(
+        "auth.User", on_delete=models.SET_NULL, null=True, blank=True, related_name="+"
+    )
+    api_token = models.ForeignKey(
+        "cpms.ApiToken", on_delete=models.SET_NULL, null=True, blank=True, related_name="+"
+    )
+    system = models.CharField(max_length=64, blank=True, help_text="Which part of the system asked")
+    retry_of = models.ForeignKey(
+        "self", on_delete=models.SET_NULL, null=True, blank=True, related_name="retries"
+    )
+    retry_count = models.PositiveIntegerField(default=0, help_text="0 for a first attempt")
+    remote_start_id = models.BigIntegerField(
+        null=True, blank=True, help_text="Remote starts: the id a session started by it carries"
+    )
+    session = models.ForeignKey(
+        Session, on_delete=models.SET_NULL, null=True, blank=True, related_name="commands",
+        help_text="Remote starts: the session the charger started for it",
+    )
+    created_at = models.DateTimeField(default=timezone.now)
+    sent_at = models.DateTimeField(null=True, blank=True)
+    answered_at = models.DateTimeField(null=True, blank=True)
+    finished_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        ordering = ["-created_at", "-id"]
+        indexes = [
+            models.Index(fields=["charger", "-created_at"]),
+            models.Index(fields=["state", "created_at"]),
+            models.Index(fields=["charger", "action", "remote_start_id"]),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.action} to {self.charger_id} ({self.state})"
+
+
+class ChargerConfigurationKey(models.Model):
+    """An OCPP 1.6 configuration key as the charger last reported it (GetConfiguration), or as
+    we last set it with its acceptance (ChangeConfiguration)."""
+
+    charger = models.ForeignKey(Charger, on_delete=models.CASCADE, related_name="configuration_keys")
+    key = models.CharField(max_length=50)
+    value = models.CharField(max_length=500, blank=True)
+    has_value = models.BooleanField(default=True, help_text="False when the charger left the value out")
+    readonly = models.BooleanField(default=False)
+    reported_at = models.DateTimeField(default=timezone.now)
+    command = models.ForeignKey(
+        Command, on_delete=models.SET_NULL, null=True, blank=True, related_name="+",
+        help_text="The command whose answer reported it",
+    )
+
+    class Meta:
+        ordering = ["charger", "key"]
+        constraints = [
+            models.UniqueConstraint(fields=["charger", "key"], name="configuration_key_once")
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.charger_id} {self.key}"

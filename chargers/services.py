@@ -22,6 +22,13 @@ from cpms.models import Organization
 
 from . import events, metering, normalize, normalize2x, passwords, quirks
 from .batching import FrameRow, SampleRow, StatusRow
+from .command_services import (  # noqa: F401 - commands are services of this app too
+    CommandInvalid,
+    CommandRefused,
+    command_create,
+    command_retry,
+    remote_start_link,
+)
 from .models import (
     Charger,
     ChargerEvent,
@@ -487,6 +494,7 @@ def session_start(
                 reservation_id=request.reservation_id,
                 corrections=list(request.corrections),
             )
+            remote_start_link(session=session)
             events.publish(
                 "session.started",
                 organization_pk=organization_pk,
@@ -975,6 +983,8 @@ def _transaction_event_apply(
         register_resets=quirks.Correction.REGISTER_RESETS_ON_REBOOT.value in corrections,
     )
     session.save()
+    if event.remote_start_id is not None:
+        remote_start_link(session=session)
 
     TransactionEventRecord.objects.create(
         session=session,

@@ -146,6 +146,11 @@ CELERY_BEAT_SCHEDULE = {
         "schedule": timedelta(seconds=60),
         "options": {"queue": "default"},
     },
+    "chargers-sweep-commands": {
+        "task": "chargers.sweep_commands",
+        "schedule": timedelta(seconds=10),
+        "options": {"queue": "default"},
+    },
 }
 
 # --- Auth, i18n, static -------------------------------------------------------------------------
@@ -253,6 +258,11 @@ CPMS_AUTO_REGISTER_ORG = env.str("CPMS_AUTO_REGISTER_ORG", default="")
 CPMS_MAX_FRAME_BYTES = env.int("CPMS_MAX_FRAME_BYTES", default=65536)
 # How long to wait for a charger's answer to a CALL we sent, in seconds.
 CPMS_CALL_TIMEOUT = env.float("CPMS_CALL_TIMEOUT", default=30.0)
+# How long a command sent with deliver_when_offline waits for its charger to connect, in seconds.
+CPMS_COMMAND_QUEUE_TTL = env.int("CPMS_COMMAND_QUEUE_TTL", default=86400)
+# Embedded default only (no REDIS_URL): how often each server process looks in the database for
+# commands that other processes created for the chargers it holds, in seconds.
+CPMS_COMMAND_POLL_INTERVAL = env.float("CPMS_COMMAND_POLL_INTERVAL", default=0.25)
 # Batched writes (journal, heartbeats, statuses, meter samples outside sessions).
 CPMS_FLUSH_INTERVAL = env.float("CPMS_FLUSH_INTERVAL", default=0.25)
 CPMS_FLUSH_MAX_ROWS = env.int("CPMS_FLUSH_MAX_ROWS", default=2000)
