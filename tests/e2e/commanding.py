@@ -17,21 +17,26 @@ from typing import Any
 
 import websockets
 from asgiref.sync import sync_to_async
+from ocpp.charge_point import camel_to_snake_case
 from ocpp.exceptions import NotImplementedError as OcppNotImplemented
 from ocpp.routing import on
 from ocpp.v16 import ChargePoint as ChargePoint16
 from ocpp.v16 import call as call16
+from ocpp.v16 import call_result as results16
 from ocpp.v21 import ChargePoint as ChargePoint21
 from ocpp.v21 import call as call21
+from ocpp.v21 import call_result as results21
 from ocpp.v201 import ChargePoint as ChargePoint201
 from ocpp.v201 import call as call201
+from ocpp.v201 import call_result as results201
 
 from chargers import services
 from chargers.commands import CSMS_ACTIONS, FINISHED
 from chargers.models import Charger, Command
 from tests.conftest import CHARGER_PASSWORD
 
-Answer = Any  # a call_result instance, or a callable (charger, payload) -> call_result
+# A call_result instance, the answer's JSON (camelCase), or a callable (charger, payload) -> either.
+Answer = Any
 
 
 def basic_auth(identity: str, password: str = CHARGER_PASSWORD) -> dict[str, str]:
@@ -42,6 +47,7 @@ def basic_auth(identity: str, password: str = CHARGER_PASSWORD) -> dict[str, str
 class Answering:
     """What every answering charger has: the CALLs it got, in order, as sent (camelCase)."""
 
+    results: Any  # the version's call_result module
     answers: dict[str, Answer]
     calls: list[tuple[str, dict[str, Any]]]
     arrived: asyncio.Queue[tuple[str, dict[str, Any]]]
@@ -64,6 +70,8 @@ class Answering:
             answer = answer(self, payload)
             if asyncio.iscoroutine(answer):
                 answer = await answer
+        if isinstance(answer, dict):
+            answer = getattr(self.results, action)(**camel_to_snake_case(answer))
         return answer
 
     async def next_call(self, timeout: float = 20.0) -> tuple[str, dict[str, Any]]:
@@ -78,14 +86,17 @@ def _handler(action: str) -> Callable[..., Any]:
     return on(action)(handle)
 
 
-def _answering_class(base: type, version: str) -> type:
-    namespace = {f"on_{action}": _handler(action) for action in sorted(CSMS_ACTIONS[version])}
+def _answering_class(base: type, version: str, results: Any) -> type:
+    namespace: dict[str, Any] = {
+        f"on_{action}": _handler(action) for action in sorted(CSMS_ACTIONS[version])
+    }
+    namespace["results"] = results
     return type(f"Answering{base.__name__}", (Answering, base), namespace)
 
 
-Answering16 = _answering_class(ChargePoint16, "1.6")
-Answering201 = _answering_class(ChargePoint201, "2.0.1")
-Answering21 = _answering_class(ChargePoint21, "2.1")
+Answering16 = _answering_class(ChargePoint16, "1.6", results16)
+Answering201 = _answering_class(ChargePoint201, "2.0.1", results201)
+Answering21 = _answering_class(ChargePoint21, "2.1", results21)
 
 CLIENTS = {"ocpp1.6": Answering16, "ocpp2.0.1": Answering201, "ocpp2.1": Answering21}
 
