@@ -50,7 +50,16 @@ class ChargerForm(forms.ModelForm):
 
     class Meta:
         model = Charger
-        exclude = ["password_hash"]
+        # What an operator edits; everything the charger reports is read-only on the page.
+        fields = [
+            "organization",
+            "site",
+            "identity",
+            "registration_status",
+            "heartbeat_interval",
+            "quirk_profile",
+            "quirk_profile_pinned",
+        ]
 
     def save(self, commit: bool = True) -> Charger:
         charger = super().save(commit=False)
@@ -64,7 +73,7 @@ class ChargerForm(forms.ModelForm):
 class ConnectorInline(admin.TabularInline):
     model = Connector
     extra = 0
-    fields = ["connector_id", "evse_id", "status", "raw_status", "error_code", "vendor_error_code", "status_at"]
+    fields = ("connector_id", "evse_id", "status", "raw_status", "error_code", "vendor_error_code", "status_at")
     readonly_fields = fields
     can_delete = False
     show_change_link = True
@@ -127,7 +136,7 @@ class ChargerAdmin(admin.ModelAdmin):
 class StatusHistoryInline(admin.TabularInline):
     model = ConnectorStatusChange
     extra = 0
-    fields = ["timestamp", "status", "raw_status", "error_code", "vendor_error_code", "info"]
+    fields = ("timestamp", "status", "raw_status", "error_code", "vendor_error_code", "info")
     readonly_fields = fields
     can_delete = False
     max_num = 0
@@ -161,7 +170,7 @@ class IdTokenAdmin(admin.ModelAdmin):
 class MeterSampleInline(admin.TabularInline):
     model = MeterSample
     extra = 0
-    fields = ["timestamp", "measurand", "phase", "location", "context", "value", "unit"]
+    fields = ("timestamp", "measurand", "phase", "location", "context", "value", "unit")
     readonly_fields = fields
     can_delete = False
     max_num = 0

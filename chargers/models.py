@@ -167,6 +167,9 @@ class ConnectorStatusChange(models.Model):
         ordering = ["-timestamp", "-id"]
         indexes = [models.Index(fields=["connector", "-timestamp"])]
 
+    def __str__(self) -> str:
+        return f"{self.connector} {self.status} at {self.timestamp:%Y-%m-%d %H:%M:%S}"
+
 
 class IdTokenStatus(models.TextChoices):
     ACCEPTED = "Accepted"
@@ -296,6 +299,9 @@ class UnmatchedStop(models.Model):
             )
         ]
 
+    def __str__(self) -> str:
+        return f"{self.charger} stop of unknown tx {self.transaction_id}"
+
 
 class MeterSample(models.Model):
     """One sampled value, normalized to SI units (Wh, W, A, V, VA, var, varh, Celsius, %)."""
@@ -337,6 +343,9 @@ class MeterSample(models.Model):
         ]
         indexes = [models.Index(fields=["session", "timestamp"])]
 
+    def __str__(self) -> str:
+        return f"{self.measurand}{'/' + self.phase if self.phase else ''} = {self.value} {self.unit}"
+
 
 class Frame(models.Model):
     """The frame journal: every OCPP frame in and out, on every leg, verbatim."""
@@ -372,6 +381,9 @@ class Frame(models.Model):
             models.Index(fields=["charger_identity", "-timestamp"]),
             models.Index(fields=["action", "-timestamp"]),
         ]
+
+    def __str__(self) -> str:
+        return f"{self.charger_identity} {self.direction} {self.action or self.get_kind_display()} {self.message_id}"
 
 
 class ChargerEvent(models.Model):
@@ -418,6 +430,9 @@ class ChargerEvent(models.Model):
         ordering = ["-timestamp", "-id"]
         indexes = [models.Index(fields=["charger", "kind", "-timestamp"])]
 
+    def __str__(self) -> str:
+        return f"{self.charger} {self.kind} {self.status}"
+
 
 class DataTransferRecord(models.Model):
     charger = models.ForeignKey(Charger, on_delete=models.CASCADE, related_name="data_transfers")
@@ -434,6 +449,9 @@ class DataTransferRecord(models.Model):
 
 
 # --- Quirk profiles ------------------------------------------------------------------------------
+
+    def __str__(self) -> str:
+        return f"{self.charger} {self.vendor_id} {self.message_id}".strip()
 
 
 class QuirkProfile(models.Model):

@@ -9,8 +9,8 @@ from django.contrib.auth import get_user_model
 from django.core.management.base import BaseCommand, CommandParser
 from django.db import transaction
 
-from chargers.passwords import hash_password
 from chargers.models import Charger, IdToken, IdTokenStatus, Site
+from chargers.passwords import hash_password
 from cpms.models import Membership, Organization, Role
 
 DEMO_ORG = "demo"
