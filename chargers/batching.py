@@ -14,11 +14,11 @@ import logging
 from dataclasses import dataclass, field
 from datetime import datetime
 
-from channels.db import database_sync_to_async
 from django.conf import settings
 from django.db import DataError, IntegrityError
 
 from . import normalize
+from .dbpool import background_sync_to_async
 
 logger = logging.getLogger(__name__)
 
@@ -142,7 +142,7 @@ class BatchWriter:
                 return
             batch, self.batch = self.batch, Batch()
             try:
-                await database_sync_to_async(write_batch)(batch)
+                await background_sync_to_async(write_batch)(batch)
             except _REFUSED:
                 # Retrying cannot help a row the database refuses, and it would hold back every
                 # row behind it: write the rows one at a time and drop only the refused ones.
@@ -158,7 +158,7 @@ class BatchWriter:
         singles = batch.split()
         for index, single in enumerate(singles):
             try:
-                await database_sync_to_async(write_batch)(single)
+                await background_sync_to_async(write_batch)(single)
             except _REFUSED:
                 self.dropped += 1
                 logger.exception("dropped a row the database refuses: %r", single)

@@ -12,15 +12,16 @@ import binascii
 import logging
 from typing import Any
 
-from channels.db import database_sync_to_async
+from channels.consumer import get_handler_name
 from channels.generic.websocket import AsyncWebsocketConsumer
 from django.conf import settings
 
 from cpms import metrics
 
-from . import ocpp16, ocpp21, ocpp201, protocol, services
+from . import dbpool, ocpp16, ocpp21, ocpp201, protocol, services
 from .batching import FrameRow, get_writer
 from .command_sender import CommandSender
+from .dbpool import database_sync_to_async
 from .dispatch import Dispatcher
 from .models import Frame
 from .normalize import utc_now
@@ -85,8 +86,20 @@ class OcppConsumer(AsyncWebsocketConsumer):
     # Whether this socket is counted in the connected-chargers gauge.
     counted_connected: bool = False
 
+    async def dispatch(self, message: dict[str, Any]) -> None:
+        # Channels hops to its shared database thread before every message to close old
+        # connections. Our database calls do that on their own threads (chargers.dbpool), so a
+        # frame that needs no database (Heartbeat, StatusNotification) makes no thread hop.
+        handler = getattr(self, get_handler_name(message), None)
+        if handler is None:
+            raise ValueError(f"no handler for message type {message['type']}")
+        await handler(message)
+
     async def connect(self) -> None:
         self.charger_identity = self.scope["url_route"]["kwargs"]["charger_id"]
+        # This socket's database calls run on its charger's thread of the pool, in order.
+        dbpool.start()
+        dbpool.charger_scope(self.charger_identity)
         subprotocol = protocol.negotiate(self.scope.get("subprotocols") or [], list(VERSIONS))
         if subprotocol is None:
             logger.info(

@@ -11,7 +11,7 @@ again only once the register climbs past the highest reading seen.
 from __future__ import annotations
 
 from collections.abc import Iterable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import datetime
 from decimal import Decimal
 
@@ -87,6 +87,93 @@ def rollover(previous: Decimal, current: Decimal) -> Decimal | None:
     return wrap - previous + current
 
 
+@dataclass(frozen=True, slots=True)
+class Tally:
+    """Energy folded over register readings one at a time, in time order.
+
+    A running session keeps its tally so that each new message adds its readings without the
+    earlier ones being read again: ``add`` takes readings no earlier than those already folded
+    and returns the new tally, or None when one comes earlier (the caller then recomputes from
+    every reading with ``session_energy``, which folds the same way).
+    """
+
+    resets_on_reboot: bool = False
+    total: Decimal = Decimal(0)
+    first: Decimal | None = None  # the first value folded (the start reading, if there is one)
+    previous: Decimal | None = None  # the last value folded
+    # The highest reading since the last counted rollover or reset: a glitch never counts twice.
+    high: Decimal | None = None
+    latest: Reading | None = None  # the latest reading folded (start readings are not ordered)
+    rollovers: int = 0
+    resets: int = 0
+    ignored_falls: int = 0
+
+    @classmethod
+    def begin(cls, *, start: Reading | None = None, resets_on_reboot: bool = False) -> Tally:
+        tally = cls(resets_on_reboot=resets_on_reboot)
+        return tally._fold([start.value]) if start is not None else tally
+
+    def add(self, readings: Iterable[Reading]) -> Tally | None:
+        """This tally with ``readings`` folded in, or None if one is earlier than ``latest``."""
+        ordered = sorted(readings)
+        if not ordered:
+            return self
+        if self.latest is not None and ordered[0] < self.latest:
+            return None
+        return replace(self._fold([r.value for r in ordered]), latest=ordered[-1])
+
+    def energy(self, *, stop: Reading | None = None) -> Energy:
+        """The energy so far; ``stop`` (1.6 meterStop) closes the series after every reading."""
+        tally = self._fold([stop.value]) if stop is not None else self
+        if tally.first is None:
+            return Energy(Decimal(0), None, None)
+        return Energy(
+            energy_wh=tally.total,
+            first_wh=tally.first,
+            last_wh=tally.previous,
+            rollovers=tally.rollovers,
+            resets=tally.resets,
+            ignored_falls=tally.ignored_falls,
+        )
+
+    def _fold(self, values: list[Decimal]) -> Tally:
+        total, previous, high = self.total, self.previous, self.high
+        rollovers, resets, ignored = self.rollovers, self.resets, self.ignored_falls
+        first = self.first
+        for value in values:
+            if previous is None or high is None:
+                first = previous = high = value
+                continue
+            if value >= previous:
+                if value > high:
+                    total += value - high
+                    high = value
+                previous = value
+                continue
+            across = rollover(previous, value)
+            if across is not None and previous >= high:
+                total += across
+                rollovers += 1
+                previous = high = value
+            elif self.resets_on_reboot:
+                total += value
+                resets += 1
+                previous = high = value
+            else:
+                ignored += 1
+                previous = value
+        return replace(
+            self,
+            total=total,
+            first=first,
+            previous=previous,
+            high=high,
+            rollovers=rollovers,
+            resets=resets,
+            ignored_falls=ignored,
+        )
+
+
 def session_energy(
     readings: Iterable[Reading],
     *,
@@ -100,43 +187,6 @@ def session_energy(
     order (equal times by value). ``start`` and ``stop`` are the readings the start and stop
     messages carry (1.6 meterStart and meterStop); they bracket the others.
     """
-    ordered = sorted(readings)
-    if start is not None:
-        ordered.insert(0, start)
-    if stop is not None:
-        ordered.append(stop)
-    if not ordered:
-        return Energy(Decimal(0), None, None)
-    total = Decimal(0)
-    rollovers = resets = ignored = 0
-    previous = ordered[0].value
-    # The highest reading since the last counted rollover or reset: a glitch never counts twice.
-    high = previous
-    for reading in ordered[1:]:
-        value = reading.value
-        if value >= previous:
-            if value > high:
-                total += value - high
-                high = value
-            previous = value
-            continue
-        across = rollover(previous, value)
-        if across is not None and previous >= high:
-            total += across
-            rollovers += 1
-            previous = high = value
-        elif resets_on_reboot:
-            total += value
-            resets += 1
-            previous = high = value
-        else:
-            ignored += 1
-            previous = value
-    return Energy(
-        energy_wh=total,
-        first_wh=ordered[0].value,
-        last_wh=ordered[-1].value,
-        rollovers=rollovers,
-        resets=resets,
-        ignored_falls=ignored,
-    )
+    tally = Tally.begin(start=start, resets_on_reboot=resets_on_reboot).add(readings)
+    assert tally is not None  # a fresh tally takes readings of any time
+    return tally.energy(stop=stop)

@@ -11,13 +11,13 @@ from datetime import datetime
 from decimal import Decimal
 from typing import Any
 
-from channels.db import database_sync_to_async
 from ocpp.routing import on
 from ocpp.v16 import call_result, datatypes
 from ocpp.v16.enums import Action
 
 from . import datatransfer, normalize, protocol, quirks, services
 from .batching import BatchWriter, SampleRow, StatusRow
+from .dbpool import database_sync_to_async
 from .models import ChargerEvent, Frame, RegistrationStatus
 
 KNOWN_ACTIONS = frozenset(action.value for action in Action)
@@ -54,6 +54,8 @@ class ChargePoint16:
         self.writer = writer
         self.registration_status = connection.registration_status
         self.context = quirks.Context(connection.corrections, connection.time_zone)
+        # The running energy of this connection's sessions, so MeterValues add to it.
+        self.open_sessions: services.OpenSessions = {}
 
     def accepts_requests(self) -> bool:
         return self.registration_status == RegistrationStatus.ACCEPTED
@@ -211,6 +213,7 @@ class ChargePoint16:
                 transaction_id=str(transaction_id),
                 samples=samples,
                 register_resets=self._register_resets,
+                open_sessions=self.open_sessions,
             )
         return call_result.MeterValues()
 
@@ -221,6 +224,7 @@ class ChargePoint16:
         normalize.check_integer(transaction_id, "transactionId", **_TRANSACTION_ID)
         normalize.check_integer(meter_stop, "meterStop", **_METER_WH)
         moment, meter = self._time(timestamp), self._meter(meter_stop)
+        self.open_sessions.pop(str(transaction_id), None)
         # With the quirk on, 0 (or a left-out id, see prepare_call) means: the open session.
         infer = transaction_id == 0 and self.context.has(quirks.Correction.STOP_WITHOUT_TRANSACTION_ID)
         request = normalize.StopRequest(

@@ -11,7 +11,6 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Any
 
-from channels.db import database_sync_to_async
 from ocpp.charge_point import camel_to_snake_case
 from ocpp.routing import on
 from ocpp.v201 import call_result
@@ -19,6 +18,7 @@ from ocpp.v201.enums import Action
 
 from . import datatransfer, devicemodel, normalize, normalize2x, protocol, quirks, services
 from .batching import BatchWriter, SampleRow, StatusRow
+from .dbpool import database_sync_to_async
 from .dispatch import Dispatcher
 from .models import ChargerEvent, Frame, RegistrationStatus
 

@@ -14,8 +14,10 @@ from decimal import Decimal
 from typing import Any
 
 from django.conf import settings
-from django.db import IntegrityError, transaction
+from django.db import IntegrityError, connections, models, router, transaction
 from django.db.models import F
+from django.db.models.constants import OnConflict
+from django.db.models.sql import InsertQuery
 from django.utils import timezone
 
 from cpms.models import Organization
@@ -632,7 +634,7 @@ def session_stop(
                     "meter_stop_wh": str(request.meter_stop_wh),
                 },
             )
-        _samples_insert(charger_pk, session.connector_number, session, request.samples)
+        _samples_insert(charger_pk, session.connector_number, session.pk, request.samples)
         session.state = SessionState.COMPLETED
         session.stopped_at = request.timestamp
         session.meter_stop_wh = request.meter_stop_wh
@@ -676,8 +678,9 @@ def _session_for_stop_without_id(charger_pk: int, request: normalize.StopRequest
 
 def _session_energy_refresh(
     session: Session, *, explicit_start: bool, register_resets: bool = False
-) -> None:
-    """Recompute a session's energy from all its register readings (not saved here).
+) -> metering.Tally:
+    """Recompute a session's energy from all its register readings (not saved here); the tally
+    of its readings, for a running session to add later readings to.
 
     ``explicit_start``: the start message carried the start reading (1.6 meterStart), and a
     completed session's meterStop closes the series. Otherwise (2.x) the first and last readings
@@ -692,23 +695,29 @@ def _session_energy_refresh(
     ).values_list("timestamp", "value")
     readings = [metering.Reading(moment, value) for moment, value in rows if value is not None]
     completed = session.state == SessionState.COMPLETED
+    start = metering.Reading(session.started_at, session.meter_start_wh) if explicit_start else None
+    tally = metering.Tally.begin(start=start, resets_on_reboot=register_resets).add(readings)
+    assert tally is not None  # a fresh tally takes readings of any time
     if explicit_start:
-        energy = metering.session_energy(
-            readings,
-            start=metering.Reading(session.started_at, session.meter_start_wh),
+        energy = tally.energy(
             stop=(
                 metering.Reading(session.stopped_at, session.meter_stop_wh)
                 if completed and session.stopped_at and session.meter_stop_wh is not None
                 else None
-            ),
-            resets_on_reboot=register_resets,
+            )
         )
     else:
-        energy = metering.session_energy(readings, resets_on_reboot=register_resets)
+        energy = tally.energy()
         session.meter_start_wh = energy.first_wh if energy.first_wh is not None else Decimal(0)
         if completed:
             session.meter_stop_wh = energy.last_wh if energy.last_wh is not None else session.meter_start_wh
     session.energy_wh = energy.energy_wh
+    session.corrections = _energy_corrections(session.corrections, energy)
+    return tally
+
+
+def _energy_corrections(corrections: list[str] | None, energy: metering.Energy) -> list[str]:
+    """A session's corrections with the register anomalies its energy figure went through."""
     anomalies = [
         name
         for name, seen in (
@@ -718,8 +727,30 @@ def _session_energy_refresh(
         )
         if seen
     ]
-    if anomalies:
-        session.corrections = list(quirks.merge(session.corrections or [], anomalies))
+    return list(quirks.merge(corrections or [], anomalies)) if anomalies else list(corrections or [])
+
+
+@dataclass(slots=True)
+class OpenSession:
+    """What a connection remembers of one of its charger's open sessions between MeterValues.
+
+    Enough to add new readings to the session's energy without reading the session or its
+    earlier readings, and the session's ``updated_at`` as last written: the next write is made
+    only if it is still the same, which proves that nothing else changed the session since.
+    """
+
+    pk: int
+    identity: str
+    transaction_id: str
+    connector_number: int
+    started_at: datetime
+    corrections: list[str]
+    updated_at: datetime
+    tally: metering.Tally
+
+
+# A connection's open sessions, by transaction id.
+OpenSessions = dict[str, OpenSession]
 
 
 def session_meter_values(
@@ -730,48 +761,119 @@ def session_meter_values(
     transaction_id: str,
     samples: list[normalize.Sample],
     register_resets: bool = False,
+    open_sessions: OpenSessions | None = None,
 ) -> bool:
-    """Persist samples that belong to a transaction; returns whether the session is known."""
+    """Persist samples that belong to a transaction; returns whether the session is known.
+
+    With ``open_sessions`` (the connection's memory of its sessions, updated here), a session
+    seen before is neither read again nor are its earlier readings: the new readings are added
+    to its running tally and the session is updated in one statement. Readings out of time
+    order, readings the database already had, or a session changed by anything else since, fall
+    back to recomputing the energy from every reading.
+    """
     with transaction.atomic():
+        running = open_sessions.pop(transaction_id, None) if open_sessions is not None else None
+        if running is not None and running.tally.resets_on_reboot != register_resets:
+            running = None  # the charger's quirk profile changed: count again from the start
+        if running is not None:
+            inserted = _samples_insert(charger_pk, connector_id, running.pk, samples)
+            tally = (
+                running.tally.add(metering.readings_from(samples))
+                if inserted == len(samples)
+                else None
+            )
+            if tally is not None and _open_session_update(running, tally):
+                assert open_sessions is not None
+                open_sessions[transaction_id] = running
+                _session_meter_publish(organization_pk, running.identity, _open_session_event(running), samples)
+                return True
         session = (
             Session.objects.select_related("charger")
             .filter(charger_id=charger_pk, transaction_id=transaction_id)
             .first()
         )
-        _samples_insert(charger_pk, connector_id, session, samples)
+        if running is None:
+            _samples_insert(charger_pk, connector_id, session.pk if session else None, samples)
         if session is None:
             return False
-        if session.state == SessionState.ACTIVE and any(metering.is_session_register(s) for s in samples):
-            _session_energy_refresh(session, explicit_start=True, register_resets=register_resets)
+        if session.state == SessionState.ACTIVE and (
+            running is not None or any(metering.is_session_register(s) for s in samples)
+        ):
+            tally = _session_energy_refresh(session, explicit_start=True, register_resets=register_resets)
+            now = timezone.now()
             Session.objects.filter(pk=session.pk).update(
-                energy_wh=session.energy_wh, corrections=session.corrections, updated_at=timezone.now()
+                energy_wh=session.energy_wh, corrections=session.corrections, updated_at=now
             )
-        events.publish(
-            "session.meter",
-            organization_pk=organization_pk,
-            charger=session.charger.identity,
-            data={
-                **_session_event(session),
-                "samples": [
-                    {
-                        "measurand": s.measurand,
-                        "phase": s.phase,
-                        "value": str(s.value) if s.value is not None else None,
-                        "unit": s.unit,
-                        "timestamp": normalize.format_datetime(s.timestamp),
-                    }
-                    for s in samples
-                ],
-            },
-        )
+            if open_sessions is not None:
+                open_sessions[transaction_id] = OpenSession(
+                    pk=session.pk,
+                    identity=session.charger.identity,
+                    transaction_id=session.transaction_id,
+                    connector_number=session.connector_number,
+                    started_at=session.started_at,
+                    corrections=session.corrections,
+                    updated_at=now,
+                    tally=tally,
+                )
+        _session_meter_publish(organization_pk, session.charger.identity, _session_event(session), samples)
     return True
 
 
-def _sample_model(charger_pk: int, connector_id: int, session: Session | None, s: normalize.Sample) -> MeterSample:
+def _open_session_update(running: OpenSession, tally: metering.Tally) -> bool:
+    """Write a running session's new energy, if nothing else wrote the session since we did."""
+    energy = tally.energy()
+    corrections = _energy_corrections(running.corrections, energy)
+    now = timezone.now()
+    updated = Session.objects.filter(
+        pk=running.pk, state=SessionState.ACTIVE, updated_at=running.updated_at
+    ).update(energy_wh=energy.energy_wh, corrections=corrections, updated_at=now)
+    if not updated:
+        return False
+    running.tally, running.corrections, running.updated_at = tally, corrections, now
+    return True
+
+
+def _open_session_event(running: OpenSession) -> dict[str, Any]:
+    """``_session_event`` of a running session, from memory."""
+    return {
+        "session": running.pk,
+        "transaction_id": running.transaction_id,
+        "connector": running.connector_number,
+        "state": SessionState.ACTIVE,
+        "energy_wh": str(running.tally.energy().energy_wh),
+        "started_at": normalize.format_datetime(running.started_at),
+        "stopped_at": None,
+    }
+
+
+def _session_meter_publish(
+    organization_pk: int, identity: str, session_data: dict[str, Any], samples: list[normalize.Sample]
+) -> None:
+    events.publish(
+        "session.meter",
+        organization_pk=organization_pk,
+        charger=identity,
+        data={
+            **session_data,
+            "samples": [
+                {
+                    "measurand": s.measurand,
+                    "phase": s.phase,
+                    "value": str(s.value) if s.value is not None else None,
+                    "unit": s.unit,
+                    "timestamp": normalize.format_datetime(s.timestamp),
+                }
+                for s in samples
+            ],
+        },
+    )
+
+
+def _sample_model(charger_pk: int, connector_id: int, session_pk: int | None, s: normalize.Sample) -> MeterSample:
     return MeterSample(
         charger_id=charger_pk,
         connector_number=connector_id,
-        session=session,
+        session_id=session_pk,
         timestamp=s.timestamp,
         measurand=s.measurand,
         phase=s.phase,
@@ -787,12 +889,31 @@ def _sample_model(charger_pk: int, connector_id: int, session: Session | None, s
 
 
 def _samples_insert(
-    charger_pk: int, connector_id: int, session: Session | None, samples: Iterable[normalize.Sample]
-) -> None:
-    MeterSample.objects.bulk_create(
-        [_sample_model(charger_pk, connector_id, session, s) for s in samples],
-        ignore_conflicts=True,
+    charger_pk: int, connector_id: int, session_pk: int | None, samples: Iterable[normalize.Sample]
+) -> int:
+    """Insert samples, skipping those the database already has; how many were inserted."""
+    return _insert_new(
+        MeterSample, [_sample_model(charger_pk, connector_id, session_pk, s) for s in samples]
     )
+
+
+def _insert_new(model: type[models.Model], rows: list[Any]) -> int:
+    """``bulk_create(rows, ignore_conflicts=True)`` that also says how many rows were new (the
+    database's row count, which bulk_create does not return)."""
+    if not rows:
+        return 0
+    connection = connections[router.db_for_write(model)]
+    fields = [field for field in model._meta.concrete_fields if not field.primary_key]
+    batch = max(connection.ops.bulk_batch_size(fields, rows), 1)
+    inserted = 0
+    with connection.cursor() as cursor:
+        for offset in range(0, len(rows), batch):
+            query = InsertQuery(model, on_conflict=OnConflict.IGNORE)
+            query.insert_values(fields, rows[offset : offset + batch])
+            for statement, params in query.get_compiler(connection=connection).as_sql():
+                cursor.execute(statement, params)
+                inserted += max(cursor.rowcount, 0)
+    return inserted
 
 
 # --- OCPP 2.x authorization and transactions -----------------------------------------------------
@@ -976,7 +1097,7 @@ def _transaction_event_apply(
             [quirks.Correction.DUPLICATE_SEQ_NO.value] if content_keyed else [],
         )
     )
-    _samples_insert(charger_pk, session.connector_number, session, event.samples)
+    _samples_insert(charger_pk, session.connector_number, session.pk, event.samples)
     _session_energy_refresh(
         session,
         explicit_start=False,

@@ -103,7 +103,9 @@ if DATABASES["default"]["ENGINE"] == "django.db.backends.sqlite3":
     DATABASES["default"]["TEST"] = {"NAME": str(VAR_DIR / f"test-{os.getpid()}.sqlite3")}
 else:
     DATABASES["default"].setdefault("CONN_MAX_AGE", env.int("CONN_MAX_AGE", default=60))
-    DATABASES["default"].setdefault("CONN_HEALTH_CHECKS", True)
+    # A SELECT 1 before a reused connection's first query; the gateway's database threads make it
+    # at most once a second each (chargers.dbpool).
+    DATABASES["default"].setdefault("CONN_HEALTH_CHECKS", env.bool("CONN_HEALTH_CHECKS", default=True))
 
 DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
 
@@ -263,6 +265,9 @@ CPMS_COMMAND_QUEUE_TTL = env.int("CPMS_COMMAND_QUEUE_TTL", default=86400)
 # Embedded default only (no REDIS_URL): how often each server process looks in the database for
 # commands that other processes created for the chargers it holds, in seconds.
 CPMS_COMMAND_POLL_INTERVAL = env.float("CPMS_COMMAND_POLL_INTERVAL", default=0.25)
+# Database threads of a gateway process, each with its own connection; a charger's calls always
+# run on the same one, in order. 0 runs them all on Channels' one shared thread. SQLite uses 1.
+CPMS_DB_THREADS = env.int("CPMS_DB_THREADS", default=8)
 # Batched writes (journal, heartbeats, statuses, meter samples outside sessions).
 CPMS_FLUSH_INTERVAL = env.float("CPMS_FLUSH_INTERVAL", default=0.25)
 CPMS_FLUSH_MAX_ROWS = env.int("CPMS_FLUSH_MAX_ROWS", default=2000)

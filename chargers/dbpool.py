@@ -1,0 +1,175 @@
+"""The gateway's database threads: a bounded pool, one connection per thread, one charger per thread.
+
+Channels' ``database_sync_to_async`` runs every call of every consumer on one shared thread, so a
+busy gateway queues all its database work behind one connection. Here each charger's calls go to
+one of ``CPMS_DB_THREADS`` single-thread executors, chosen by its identity: calls of one charger
+run one after the other in the order they were made (the consumer, its command sender and its
+handlers alike), while different chargers' calls run side by side on their own connections. Work
+that belongs to no charger, such as the batch writer's flushes, runs on a thread of its own.
+
+Each call keeps Channels' connection hygiene (``close_old_connections`` before and after, so a
+broken or expired connection is replaced), except that the ``CONN_HEALTH_CHECKS`` round trip is
+made at most once per ``HEALTH_CHECK_INTERVAL`` per thread rather than before every call.
+
+The pool is started by the OCPP consumer, that is only in a server process; until then, and with
+``CPMS_DB_THREADS=0``, calls fall back to Channels' shared thread. SQLite (the embedded default)
+gets one thread for everything: it serializes writes anyway.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+import zlib
+from collections.abc import Awaitable, Callable, Iterator
+from concurrent.futures import ThreadPoolExecutor
+from contextlib import contextmanager
+from contextvars import ContextVar
+from functools import partial
+from typing import Any, ParamSpec, TypeVar
+
+from asgiref.sync import SyncToAsync
+from channels.db import database_sync_to_async as shared_thread_sync_to_async
+from django.conf import settings
+from django.db import connections
+
+P = ParamSpec("P")
+R = TypeVar("R")
+
+# Seconds between two health checks of one thread's connection (when CONN_HEALTH_CHECKS is on).
+HEALTH_CHECK_INTERVAL = 1.0
+
+# The charger whose calls the current task makes; set by the consumer that holds its socket.
+_charger: ContextVar[str | None] = ContextVar("cpms_db_charger", default=None)
+
+
+class DatabasePool:
+    """``threads`` single-thread executors for chargers, plus one for work of no charger."""
+
+    def __init__(self, threads: int) -> None:
+        if threads < 1:
+            raise ValueError("a database pool needs at least one thread")
+        self.shards = [
+            ThreadPoolExecutor(max_workers=1, thread_name_prefix=f"cpms-db-{index}")
+            for index in range(threads)
+        ]
+        # With one thread (SQLite), everything shares it.
+        self.background = (
+            self.shards[0]
+            if threads == 1
+            else ThreadPoolExecutor(max_workers=1, thread_name_prefix="cpms-db-background")
+        )
+        self._health = threading.local()
+
+    def executor_for(self, charger: str | None) -> ThreadPoolExecutor:
+        if charger is None:
+            return self.background
+        # crc32, not hash(): the same charger maps to the same thread in every process.
+        return self.shards[zlib.crc32(charger.encode("utf-8", "surrogatepass")) % len(self.shards)]
+
+    def wrap(self, function: Callable[P, R], charger: str | None) -> Callable[P, Awaitable[R]]:
+        """``function`` as an awaitable that runs on the charger's thread."""
+        return SyncToAsync(  # type: ignore[return-value]
+            partial(self._call, function),
+            thread_sensitive=False,
+            executor=self.executor_for(charger),
+        )
+
+    def _call(self, function: Callable[..., R], *args: Any, **kwargs: Any) -> R:
+        self._connections_prepare()
+        try:
+            return function(*args, **kwargs)
+        finally:
+            self._connections_release()
+
+    def _connections_prepare(self) -> None:
+        """Channels' ``close_old_connections``, with the health check rate-limited per thread."""
+        now = time.monotonic()
+        checked: dict[str, float] = self._health.__dict__.setdefault("checked", {})
+        for connection in connections.all(initialized_only=True):
+            # Closes a connection that errored and no longer answers, or that outlived
+            # CONN_MAX_AGE; and asks for a health check before the next query.
+            connection.close_if_unusable_or_obsolete()
+            if connection.connection is None or not connection.settings_dict.get("CONN_HEALTH_CHECKS"):
+                continue
+            if now - checked.get(connection.alias, float("-inf")) < HEALTH_CHECK_INTERVAL:
+                connection.health_check_done = True
+            else:
+                checked[connection.alias] = now
+
+    def _connections_release(self) -> None:
+        for connection in connections.all(initialized_only=True):
+            connection.close_if_unusable_or_obsolete()
+
+    def close(self) -> None:
+        """Close every thread's connections and stop the threads."""
+        executors = list(dict.fromkeys([*self.shards, self.background]))
+        for executor in executors:
+            executor.submit(connections.close_all).result()
+            executor.shutdown(wait=True)
+
+
+_pool: DatabasePool | None = None
+_pool_lock = threading.Lock()
+
+
+def default_threads() -> int:
+    threads: int = settings.CPMS_DB_THREADS
+    if threads and settings.DATABASES["default"]["ENGINE"] == "django.db.backends.sqlite3":
+        return 1
+    return threads
+
+
+def start(threads: int | None = None) -> DatabasePool | None:
+    """Start the process's pool (once); None when it is turned off (``CPMS_DB_THREADS=0``)."""
+    global _pool
+    with _pool_lock:
+        if _pool is None:
+            count = default_threads() if threads is None else threads
+            if count > 0:
+                _pool = DatabasePool(count)
+        return _pool
+
+
+def stop() -> None:
+    """Close the pool's connections and threads; calls use Channels' shared thread again."""
+    global _pool
+    with _pool_lock:
+        pool, _pool = _pool, None
+    if pool is not None:
+        pool.close()
+
+
+def current() -> DatabasePool | None:
+    return _pool
+
+
+def charger_scope(identity: str) -> None:
+    """Database calls made from now on in this task (and tasks it starts) belong to ``identity``."""
+    _charger.set(identity)
+
+
+@contextmanager
+def charger_calls(identity: str | None) -> Iterator[None]:
+    """Database calls inside the block belong to ``identity`` (None: to no charger)."""
+    token = _charger.set(identity)
+    try:
+        yield
+    finally:
+        _charger.reset(token)
+
+
+def database_sync_to_async(function: Callable[P, R]) -> Callable[P, Awaitable[R]]:
+    """Like Channels' ``database_sync_to_async``, on the current charger's thread of the pool."""
+    pool = _pool
+    if pool is None:
+        return shared_thread_sync_to_async(function)  # type: ignore[no-any-return]
+    return pool.wrap(function, _charger.get())
+
+
+def background_sync_to_async(function: Callable[P, R]) -> Callable[P, Awaitable[R]]:
+    """Like ``database_sync_to_async``, for work of no charger (on the pool's own thread for it)."""
+    pool = _pool
+    if pool is None:
+        return shared_thread_sync_to_async(function)  # type: ignore[no-any-return]
+    return pool.wrap(function, None)
