@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import django_filters as filters
 
-from cpms.rest import BooleanFilter, StrictFilterSet
+from cpms.rest import BooleanFilter, DateTimeFilter, IdFilter, StrictFilterSet
 
 from .models import (
     Charger,
@@ -33,7 +33,7 @@ class SiteFilter(StrictFilterSet):
 
 
 class ChargerFilter(StrictFilterSet):
-    site = filters.NumberFilter(field_name="site_id", help_text="A site id")
+    site = IdFilter(field_name="site_id", help_text="A site id")
     connected = BooleanFilter()
     registration_status = filters.ChoiceFilter(choices=RegistrationStatus.choices)
     ocpp_version = filters.CharFilter()
@@ -65,12 +65,12 @@ class IdTokenFilter(StrictFilterSet):
 
 class SessionFilter(StrictFilterSet):
     charger = filters.CharFilter(field_name="charger__identity", help_text="A charger identity")
-    site = filters.NumberFilter(field_name="charger__site_id", help_text="A site id")
+    site = IdFilter(field_name="charger__site_id", help_text="A site id")
     state = filters.ChoiceFilter(choices=SessionState.choices)
     id_tag = filters.CharFilter()
     transaction_id = filters.CharFilter()
-    started_after = filters.IsoDateTimeFilter(field_name="started_at", lookup_expr="gte")
-    started_before = filters.IsoDateTimeFilter(field_name="started_at", lookup_expr="lt")
+    started_after = DateTimeFilter(field_name="started_at", lookup_expr="gte")
+    started_before = DateTimeFilter(field_name="started_at", lookup_expr="lt")
 
     class Meta:
         model = Session
@@ -80,8 +80,8 @@ class SessionFilter(StrictFilterSet):
 class MeterSampleFilter(StrictFilterSet):
     measurand = filters.CharFilter(help_text="E.g. Energy.Active.Import.Register, Power.Active.Import")
     phase = filters.CharFilter()
-    since = filters.IsoDateTimeFilter(field_name="timestamp", lookup_expr="gte")
-    until = filters.IsoDateTimeFilter(field_name="timestamp", lookup_expr="lt")
+    since = DateTimeFilter(field_name="timestamp", lookup_expr="gte")
+    until = DateTimeFilter(field_name="timestamp", lookup_expr="lt")
 
     class Meta:
         model = MeterSample
@@ -100,10 +100,10 @@ class FrameFilter(StrictFilterSet):
     )
     leg = filters.CharFilter(help_text="charger, or an upstream's name")
     message_id = filters.CharFilter()
-    since = filters.IsoDateTimeFilter(
+    since = DateTimeFilter(
         field_name="timestamp", lookup_expr="gte", help_text="From this time on (ISO 8601)"
     )
-    until = filters.IsoDateTimeFilter(
+    until = DateTimeFilter(
         field_name="timestamp", lookup_expr="lt", help_text="Before this time (ISO 8601)"
     )
 

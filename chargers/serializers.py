@@ -13,6 +13,7 @@ from drf_spectacular.utils import extend_schema_field
 from ocpp.v201.enums import IdTokenEnumType
 from rest_framework import serializers
 
+from cpms.fields import CharField, ModelSerializer, RegexField
 from cpms.tenancy import Tenant
 
 from . import selectors
@@ -50,8 +51,8 @@ def _tenant(serializer: serializers.Serializer) -> Tenant | None:
 # --- Sites ----------------------------------------------------------------------------------------
 
 
-class SiteSerializer(serializers.ModelSerializer):
-    country = serializers.RegexField(
+class SiteSerializer(ModelSerializer):
+    country = RegexField(
         r"^[A-Z]{2}$",
         required=False,
         allow_blank=True,
@@ -64,7 +65,7 @@ class SiteSerializer(serializers.ModelSerializer):
     longitude = serializers.DecimalField(
         max_digits=9, decimal_places=6, min_value=-180, max_value=180, required=False, allow_null=True
     )
-    time_zone = serializers.CharField(
+    time_zone = CharField(
         max_length=64, required=False, default="UTC", help_text="IANA time zone, e.g. Europe/Amsterdam"
     )
 
@@ -103,7 +104,7 @@ class SiteSerializer(serializers.ModelSerializer):
 # --- Chargers and connectors ----------------------------------------------------------------------
 
 
-class ConnectorSerializer(serializers.ModelSerializer):
+class ConnectorSerializer(ModelSerializer):
     charger = serializers.SlugRelatedField(slug_field="identity", read_only=True)
 
     class Meta:
@@ -130,7 +131,7 @@ class ChargerConnectorSerializer(ConnectorSerializer):
         read_only_fields = fields
 
 
-class ChargerSerializer(serializers.ModelSerializer):
+class ChargerSerializer(ModelSerializer):
     connectors = ChargerConnectorSerializer(many=True, read_only=True)
 
     class Meta:
@@ -190,7 +191,7 @@ class ChargerUpdateSerializer(serializers.Serializer):
 
 
 class ChargerCreateSerializer(ChargerUpdateSerializer):
-    identity = serializers.CharField(
+    identity = CharField(
         max_length=48,
         validators=[
             RegexValidator(
@@ -200,7 +201,7 @@ class ChargerCreateSerializer(ChargerUpdateSerializer):
         ],
         help_text="The id in /ocpp/<identity> and the charger's Basic auth username",
     )
-    password = serializers.CharField(
+    password = CharField(
         required=False,
         write_only=True,
         min_length=16,
@@ -219,8 +220,8 @@ class ChargerCreateSerializer(ChargerUpdateSerializer):
 # --- Id tokens ------------------------------------------------------------------------------------
 
 
-class IdTokenSerializer(serializers.ModelSerializer):
-    token = serializers.CharField(
+class IdTokenSerializer(ModelSerializer):
+    token = CharField(
         max_length=ID_TOKEN_MAX,
         validators=[
             RegexValidator(
@@ -240,7 +241,7 @@ class IdTokenSerializer(serializers.ModelSerializer):
     )
     type = serializers.ChoiceField(choices=ID_TOKEN_TYPES, default="ISO14443")
     status = serializers.ChoiceField(choices=IdTokenStatus.choices, default=IdTokenStatus.ACCEPTED)
-    group_token = serializers.CharField(
+    group_token = CharField(
         max_length=ID_TOKEN_MAX,
         required=False,
         allow_blank=True,
@@ -278,7 +279,7 @@ class IdTokenSerializer(serializers.ModelSerializer):
 # --- Sessions and meter samples -------------------------------------------------------------------
 
 
-class SessionSerializer(serializers.ModelSerializer):
+class SessionSerializer(ModelSerializer):
     charger = serializers.SlugRelatedField(slug_field="identity", read_only=True)
 
     class Meta:
@@ -307,7 +308,7 @@ class SessionSerializer(serializers.ModelSerializer):
         read_only_fields = fields
 
 
-class MeterSampleSerializer(serializers.ModelSerializer):
+class MeterSampleSerializer(ModelSerializer):
     class Meta:
         model = MeterSample
         fields = [
@@ -343,8 +344,8 @@ FRAME_FIELDS = [
 ]
 
 
-class FrameSerializer(serializers.ModelSerializer):
-    charger = serializers.CharField(source="charger_identity", read_only=True)
+class FrameSerializer(ModelSerializer):
+    charger = CharField(source="charger_identity", read_only=True)
     kind = serializers.ChoiceField(
         choices=Frame.Kind.choices,
         read_only=True,

@@ -87,8 +87,8 @@ class ApiTokenAuthentication(BaseAuthentication):
 
 def request_tenant(request: Any) -> Tenant | None:
     """Who the request acts for: its API token's tenant, or its signed-in user's; cached."""
-    cached = getattr(request, "_cpms_tenant", False)
-    if cached is not False:
+    if hasattr(request, "_cpms_tenant"):
+        cached: Tenant | None = request._cpms_tenant
         return cached
     auth = getattr(request, "auth", None)
     if isinstance(auth, ApiToken):

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Iterable, Iterator
+from datetime import UTC, datetime
 from typing import Any, ClassVar
 
 import django_filters as filters
@@ -17,8 +18,11 @@ from asgiref.sync import sync_to_async
 from django import forms
 from django.conf import settings
 from django.contrib.auth.models import User
+from django.db import connections
 from django.db.models import Model, QuerySet
 from django.http import HttpRequest, StreamingHttpResponse
+from django_filters.fields import IsoDateTimeField
+from drf_spectacular.utils import extend_schema_field
 from rest_framework import exceptions
 from rest_framework.pagination import CursorPagination
 from rest_framework.parsers import JSONParser
@@ -150,6 +154,41 @@ class BooleanFilter(filters.BooleanFilter):
     field_class = _TrueOrFalseField
 
 
+# The largest primary key a database column holds (a signed 64-bit integer).
+MAX_ID = 2**63 - 1
+
+
+@extend_schema_field({"type": "integer", "minimum": 1, "maximum": MAX_ID})
+class IdFilter(filters.NumberFilter):
+    """An object's id: a whole number from 1, never a float or an out-of-range integer."""
+
+    field_class = forms.IntegerField
+
+    def __init__(self, *args: Any, **kwargs: Any):
+        kwargs.setdefault("min_value", 1)
+        kwargs.setdefault("max_value", MAX_ID)
+        super().__init__(*args, **kwargs)
+
+
+class _UtcDateTimeField(IsoDateTimeField):
+    def to_python(self, value: Any) -> datetime | None:
+        moment = super().to_python(value)
+        if moment is None:
+            return None
+        # Offsets are normalised here: the database takes UTC (PostgreSQL refuses offsets past
+        # ±15:59), and a moment that falls outside years 1 to 9999 in UTC does not exist for it.
+        try:
+            return moment.astimezone(UTC)
+        except OverflowError:
+            raise forms.ValidationError("This moment is out of range.", code="invalid") from None
+
+
+class DateTimeFilter(filters.IsoDateTimeFilter):
+    """An ISO 8601 moment with a time zone offset, compared in UTC."""
+
+    field_class = _UtcDateTimeField
+
+
 class StrictFilterSet(filters.FilterSet):
     """A filter parameter given empty or more than once is a 400, not silently ignored: a client
     that sends ``?status=`` or ``?site=1&site=2`` would otherwise get more than it asked for."""
@@ -246,6 +285,12 @@ class AsyncChunks:
         try:
             while (chunk := await pull()) is not done:
                 yield chunk
+        except Exception:
+            # The status line is sent already, so the server can only cut the response short (the
+            # client sees it incomplete). Django then never finishes the request, so the database
+            # connection of this request's thread is given back here.
+            await sync_to_async(connections.close_all, thread_sensitive=True)()
+            raise
         finally:
             await sync_to_async(self.close, thread_sensitive=True)()
 
@@ -255,10 +300,27 @@ class AsyncChunks:
             close()
 
 
+def _prefixed(first: str | None, rest: Iterator[str]) -> Iterator[str]:
+    try:
+        if first is not None:
+            yield first
+        yield from rest
+    finally:
+        close = getattr(rest, "close", None)
+        if close is not None:
+            close()
+
+
 def streaming_response(
     request: Request, chunks: Iterator[str], *, content_type: str, filename: str
 ) -> StreamingHttpResponse:
-    """A response sent while it is produced; ``chunks`` yields a few hundred rows at a time."""
+    """A response sent while it is produced; ``chunks`` yields a few hundred rows at a time.
+
+    The first chunk is read before the response starts, so that the query runs (and any error
+    becomes an ordinary error response) before a 200 is sent.
+    """
+    first = next(chunks, None)
+    chunks = _prefixed(first, chunks)
     django_request = request._request
     content: Any = AsyncChunks(chunks) if _is_asgi(django_request) else chunks
     response = StreamingHttpResponse(content, content_type=content_type)

@@ -9,17 +9,18 @@ from rest_framework import serializers
 
 from chargers.models import Site
 
+from .fields import CharField, ModelSerializer
 from .models import ApiToken, Organization, Role
 
 
-class OrganizationSerializer(serializers.ModelSerializer):
+class OrganizationSerializer(ModelSerializer):
     class Meta:
         model = Organization
         fields = ["slug", "name", "created_at"]
         read_only_fields = fields
 
 
-class ApiTokenSerializer(serializers.ModelSerializer):
+class ApiTokenSerializer(ModelSerializer):
     sites = serializers.PrimaryKeyRelatedField(many=True, read_only=True)
     created_by = serializers.SlugRelatedField(slug_field="username", read_only=True, allow_null=True)
     revoked_by = serializers.SlugRelatedField(slug_field="username", read_only=True, allow_null=True)
@@ -63,7 +64,7 @@ class ApiTokenCreatedSerializer(ApiTokenSerializer):
 
 
 class ApiTokenCreateSerializer(serializers.Serializer):
-    name = serializers.CharField(max_length=100)
+    name = CharField(max_length=100)
     role = serializers.ChoiceField(choices=Role.choices, default=Role.INTEGRATOR)
     sites = serializers.PrimaryKeyRelatedField(
         many=True,

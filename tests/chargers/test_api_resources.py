@@ -349,3 +349,23 @@ def test_an_export_with_a_bad_filter_is_a_json_400(operator: Any) -> None:
     response = operator.get("/api/v1/frames/export.ndjson?until=soon", HTTP_ACCEPT="application/x-ndjson")
     assert response.status_code == 400
     assert response.json()["error"]["code"] == "invalid"
+
+
+@pytest.mark.parametrize("url", ["/api/v1/frames/?", "/api/v1/frames/export.ndjson?"])
+def test_time_filters_compare_moments_whatever_their_offset(world: World, operator: Any, url: str) -> None:
+    # 09:01 at +01:00 and 05:01 of the next day at +21:00 are both 08:01 UTC (PostgreSQL itself
+    # refuses offsets past 15:59: they are converted before the query).
+    for since in ["2026-03-01T09:01:00+01:00", "2026-03-02T05:01:00+21:00"]:
+        response = operator.get(url + "charger=ACME-1&since=" + quote(since))
+        assert response.status_code == 200
+        if response.streaming:
+            rows = [json.loads(line) for line in b"".join(response.streaming_content).splitlines()]
+        else:
+            rows = response.json()["results"]
+        assert sorted(row["action"] for row in rows) == ["Heartbeat", "StatusNotification"]
+
+
+@pytest.mark.parametrize("since", ["0001-01-01T00:00:00+05:00", "9999-12-31T23:00:00-05:00"])
+def test_a_moment_outside_the_calendar_in_utc_is_a_400(operator: Any, since: str) -> None:
+    response = operator.get("/api/v1/frames/export.csv?since=" + quote(since))
+    assert details(response)["since"][0]["message"] == "This moment is out of range."

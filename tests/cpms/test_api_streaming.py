@@ -3,8 +3,12 @@ thread (Django would otherwise read a synchronous iterator whole before sending 
 
 from __future__ import annotations
 
+import asyncio
+import gc
 from collections.abc import Iterator
 
+import pytest
+from django.db import DatabaseError
 from django.test import AsyncRequestFactory, RequestFactory
 from rest_framework.request import Request
 
@@ -41,17 +45,23 @@ async def test_under_asgi_chunks_are_pulled_one_at_a_time() -> None:
     assert chunks.closed
 
 
-async def test_closing_the_response_closes_the_generator() -> None:
+async def test_a_client_that_goes_away_closes_the_generator() -> None:
     chunks = Chunks(100)
     request = Request(AsyncRequestFactory().get("/api/v1/frames/export.ndjson"))
     response = streaming_response(request, iter(chunks), content_type="application/x-ndjson", filename="f")
     content = aiter(response)
     await anext(content)
+    # What the ASGI server does when the client disconnects: the response is dropped mid-way.
     await content.aclose()
-    assert chunks.produced == 1
-    # What Django's ASGI handler does once the response is over.
-    response.close()
+    del content, response
+    gc.collect()
+    for _ in range(500):
+        if chunks.closed:
+            break
+        await asyncio.sleep(0.01)
+    await asyncio.sleep(0)
     assert chunks.closed
+    assert chunks.produced == 1  # the chunk read before the response started; nothing more
 
 
 def test_under_wsgi_the_generator_is_handed_over_as_it_is() -> None:
@@ -63,3 +73,14 @@ def test_under_wsgi_the_generator_is_handed_over_as_it_is() -> None:
     first = next(iter(response))
     assert first == b"chunk 0\n"
     assert chunks.produced == 1
+
+
+def test_a_failing_query_fails_before_the_response_starts() -> None:
+    def rows() -> Iterator[str]:
+        raise DatabaseError("the query failed")
+        yield ""  # a generator, like the exports
+
+    request = Request(AsyncRequestFactory().get("/api/v1/frames/export.ndjson"))
+    # Raised in the view, so the client gets an error response instead of a cut-off 200.
+    with pytest.raises(DatabaseError):
+        streaming_response(request, rows(), content_type="application/x-ndjson", filename="f")
