@@ -139,6 +139,16 @@ def _deliver(charger: Charger, pks: Iterable[int]) -> None:
 # --- Create and retry ------------------------------------------------------------------------------
 
 
+def _has_nul(value: Any) -> bool:
+    if isinstance(value, str):
+        return "\x00" in value
+    if isinstance(value, dict):
+        return any(_has_nul(key) or _has_nul(item) for key, item in value.items())
+    if isinstance(value, list):
+        return any(_has_nul(item) for item in value)
+    return False
+
+
 def _validated(action: str, payload: Any, version: str) -> None:
     try:
         check_action(action, version)
@@ -146,6 +156,9 @@ def _validated(action: str, payload: Any, version: str) -> None:
         raise CommandInvalid("action", str(exc)) from None
     if not isinstance(payload, dict):
         raise CommandInvalid("payload", "The payload must be a JSON object.")
+    if _has_nul(payload):
+        # No database keeps NUL in text alike, and no charger expects one.
+        raise CommandInvalid("payload", "Strings must not contain NUL characters.")
     try:
         protocol.validate(protocol.CALL, action, payload, version, "-")
     except protocol.FrameError as exc:

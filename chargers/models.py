@@ -712,6 +712,15 @@ class Command(models.Model):
     def __str__(self) -> str:
         return f"{self.action} to {self.charger_id} ({self.state})"
 
+    @property
+    def requester(self) -> str:
+        """Who asked: a user's name, an API token's name, or the part of the system."""
+        if self.source == self.Source.USER:
+            return self.requested_by.get_username() if self.requested_by else "(deleted user)"
+        if self.source == self.Source.API_TOKEN:
+            return self.api_token.name if self.api_token else "(deleted API token)"
+        return self.system or "system"
+
 
 class ChargerConfigurationKey(models.Model):
     """An OCPP 1.6 configuration key as the charger last reported it (GetConfiguration), or as

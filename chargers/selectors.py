@@ -8,6 +8,8 @@ from cpms.tenancy import Tenant
 
 from .models import (
     Charger,
+    ChargerConfigurationKey,
+    Command,
     Connector,
     DeviceVariable,
     EVChargingNeeds,
@@ -82,3 +84,13 @@ def external_charging_limits_for(tenant: Tenant) -> QuerySet[ExternalChargingLim
 
 def ev_charging_needs_for(tenant: Tenant) -> QuerySet[EVChargingNeeds]:
     return EVChargingNeeds.objects.filter(charger__in=chargers_for(tenant))
+
+
+def commands_for(tenant: Tenant) -> QuerySet[Command]:
+    """Commands sent (or to be sent) to the tenant's chargers."""
+    return Command.objects.filter(charger__in=chargers_for(tenant))
+
+
+def configuration_keys_for(tenant: Tenant) -> QuerySet[ChargerConfigurationKey]:
+    """The OCPP 1.6 configuration keys the tenant's chargers last reported."""
+    return ChargerConfigurationKey.objects.filter(charger__in=chargers_for(tenant))

@@ -2,7 +2,7 @@
 
 from django.urls import path
 
-from . import views
+from . import command_views, views
 
 app_name = "dashboard"
 
@@ -12,6 +12,9 @@ urlpatterns = [
     path("chargers/<int:pk>/", views.charger_detail, name="charger_detail"),
     path("chargers/<int:pk>/row", views.charger_row, name="charger_row"),
     path("chargers/<int:pk>/frames/", views.charger_frames, name="charger_frames"),
+    path("chargers/<int:pk>/commands/", command_views.charger_command, name="charger_command"),
+    path("chargers/commands/", command_views.charger_bulk_command, name="charger_bulk_command"),
+    path("commands/<int:pk>/retry", command_views.command_retry, name="command_retry"),
     path("sessions/", views.session_list, name="session_list"),
     path("sessions/<int:pk>/", views.session_detail, name="session_detail"),
     path("sites/", views.site_list, name="site_list"),

@@ -29,7 +29,7 @@ from django.views.decorators.http import require_POST
 from cpms.middleware import DashboardRequest, dashboard_view
 from cpms.models import Organization
 
-from . import dashboard, ocpp16, selectors, services
+from . import command_views, dashboard, ocpp16, selectors, services
 from .forms import ChargerFilter, FrameFilter, IdTokenFilter, IdTokenForm, SessionFilter
 from .models import Charger, Frame, IdTokenStatus, Session, SessionState
 
@@ -172,7 +172,12 @@ def charger_list(request: DashboardRequest) -> HttpResponse:
             ),
         )
     page = _page(request, chargers)
-    context = {"filters": filters, "page": page, "rows": _charger_rows(page.object_list)}
+    context = {
+        "filters": filters,
+        "page": page,
+        "rows": _charger_rows(page.object_list),
+        **command_views.bulk_context(request),
+    }
     return render_page(
         request,
         "chargers/charger_list.html",
@@ -185,7 +190,8 @@ def charger_list(request: DashboardRequest) -> HttpResponse:
 def charger_row(request: DashboardRequest, pk: int) -> HttpResponse:
     """One row of a charger table, re-rendered when the charger's state changes."""
     charger = get_object_or_404(_charger_queryset(request), pk=pk)
-    return render(request, "chargers/_charger_row.html", {"row": _charger_rows([charger])[0]})
+    context = {"row": _charger_rows([charger])[0], **command_views.row_context(request)}
+    return render(request, "chargers/_charger_row.html", context)
 
 
 def _session_panels(tenant: Any, sessions: Iterable[Session]) -> list[dict[str, Any]]:
@@ -216,6 +222,7 @@ def charger_detail(request: DashboardRequest, pk: int) -> HttpResponse:
         "heartbeat_interval": charger.heartbeat_interval or settings.CPMS_HEARTBEAT_INTERVAL,
         "time_zone": charger.site.time_zone if charger.site else "UTC",
         **_frame_log(request, charger),
+        **command_views.panel_context(request, charger),
     }
     return render_page(
         request,
@@ -226,6 +233,7 @@ def charger_detail(request: DashboardRequest, pk: int) -> HttpResponse:
             "charger-connectors": "chargers/_connectors.html",
             "charger-active": "chargers/_active_sessions.html",
             "charger-sessions": "chargers/_charger_sessions.html",
+            "charger-command-list": command_views.COMMAND_LIST,
         },
     )
 

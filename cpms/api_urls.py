@@ -8,6 +8,7 @@ from rest_framework.permissions import AllowAny
 from rest_framework.routers import DefaultRouter
 
 from chargers import api as chargers_api
+from chargers import commands_api
 
 from . import api
 
@@ -26,6 +27,7 @@ router.register("connectors", chargers_api.ConnectorViewSet, basename="connector
 router.register("id-tokens", chargers_api.IdTokenViewSet, basename="id-token")
 router.register("sessions", chargers_api.SessionViewSet, basename="session")
 router.register("frames", chargers_api.FrameViewSet, basename="frame")
+router.register("commands", commands_api.CommandViewSet, basename="command")
 
 frames_export = chargers_api.FrameViewSet.export_initkwargs
 
@@ -39,6 +41,11 @@ urlpatterns = [
         "v1/frames/export.csv",
         chargers_api.FrameViewSet.as_view({"get": "export_csv"}, **frames_export),
         name="frame-export-csv",
+    ),
+    re_path(
+        r"^v1/chargers/(?P<identity>[^/]+)/commands/$",
+        commands_api.ChargerCommandViewSet.as_view({"get": "list", "post": "create"}),
+        name="charger-commands",
     ),
     path("v1/", include(router.urls)),
     path("schema/", SpectacularAPIView.as_view(authentication_classes=[], permission_classes=[AllowAny]), name="api-schema"),
