@@ -82,7 +82,9 @@ def _organization(tenant: Tenant) -> Organization:
     create=extend_schema(summary="Create a site (operators)"),
     update=extend_schema(summary="Replace a site's details (operators)"),
     partial_update=extend_schema(summary="Change a site's details (operators)"),
-    destroy=extend_schema(summary="Delete a site; its chargers stay, with no site (operator admins)"),
+    destroy=extend_schema(
+        summary="Delete a site; its chargers stay, with no site (operator admins)"
+    ),
 )
 class SiteViewSet(TenantViewMixin, viewsets.ModelViewSet):
     """Sites: the places chargers stand, with their address and time zone."""
@@ -166,7 +168,9 @@ class ChargerViewSet(
         return selectors.chargers_for(tenant).prefetch_related("connectors")
 
     def create(self, request: Request, *args: Any, **kwargs: Any) -> Response:
-        serializer = ChargerCreateSerializer(data=request.data, context=self.get_serializer_context())
+        serializer = ChargerCreateSerializer(
+            data=request.data, context=self.get_serializer_context()
+        )
         serializer.is_valid(raise_exception=True)
         with unique_or_400("identity", "A charger with this identity exists already."):
             charger = services.charger_create(
@@ -300,7 +304,9 @@ class IgnoreAcceptNegotiation(BaseContentNegotiation):
     def select_parser(self, request: Request, parsers: list[Any]) -> Any:
         return parsers[0] if parsers else None
 
-    def select_renderer(self, request: Request, renderers: list[Any], format_suffix: str | None = None) -> Any:
+    def select_renderer(
+        self, request: Request, renderers: list[Any], format_suffix: str | None = None
+    ) -> Any:
         return (renderers[0], renderers[0].media_type)
 
 
@@ -381,10 +387,16 @@ class FrameViewSet(TenantViewMixin, viewsets.ReadOnlyModelViewSet):
         queryset = self.filter_queryset(self.get_queryset()).order_by("timestamp", "id")
         if file_format == "csv":
             return streaming_response(
-                request, _csv_chunks(queryset), content_type="text/csv; charset=utf-8", filename="frames.csv"
+                request,
+                _csv_chunks(queryset),
+                content_type="text/csv; charset=utf-8",
+                filename="frames.csv",
             )
         return streaming_response(
-            request, _ndjson_chunks(queryset), content_type="application/x-ndjson", filename="frames.ndjson"
+            request,
+            _ndjson_chunks(queryset),
+            content_type="application/x-ndjson",
+            filename="frames.ndjson",
         )
 
     @extend_schema(
@@ -404,10 +416,14 @@ class FrameViewSet(TenantViewMixin, viewsets.ReadOnlyModelViewSet):
     @extend_schema(
         operation_id="frames_export_csv",
         summary="Export the journal as CSV",
-        description=_EXPORT_DESCRIPTION + " Cells that would start a spreadsheet formula get a leading '.",
+        description=_EXPORT_DESCRIPTION
+        + " Cells that would start a spreadsheet formula get a leading '.",
         filters=True,
-        responses={(200, "text/csv"): OpenApiResponse(OpenApiTypes.STR, description="A header row, then one frame per row")},
+        responses={
+            (200, "text/csv"): OpenApiResponse(
+                OpenApiTypes.STR, description="A header row, then one frame per row"
+            )
+        },
     )
     def export_csv(self, request: Request) -> Any:
         return self._export(request, "csv")
-

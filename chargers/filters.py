@@ -78,7 +78,9 @@ class SessionFilter(StrictFilterSet):
 
 
 class MeterSampleFilter(StrictFilterSet):
-    measurand = filters.CharFilter(help_text="E.g. Energy.Active.Import.Register, Power.Active.Import")
+    measurand = filters.CharFilter(
+        help_text="E.g. Energy.Active.Import.Register, Power.Active.Import"
+    )
     phase = filters.CharFilter()
     since = DateTimeFilter(field_name="timestamp", lookup_expr="gte")
     until = DateTimeFilter(field_name="timestamp", lookup_expr="lt")

@@ -63,10 +63,18 @@ class SiteSerializer(ModelSerializer):
         max_digits=9, decimal_places=6, min_value=-90, max_value=90, required=False, allow_null=True
     )
     longitude = serializers.DecimalField(
-        max_digits=9, decimal_places=6, min_value=-180, max_value=180, required=False, allow_null=True
+        max_digits=9,
+        decimal_places=6,
+        min_value=-180,
+        max_value=180,
+        required=False,
+        allow_null=True,
     )
     time_zone = CharField(
-        max_length=64, required=False, default="UTC", help_text="IANA time zone, e.g. Europe/Amsterdam"
+        max_length=64,
+        required=False,
+        default="UTC",
+        help_text="IANA time zone, e.g. Europe/Amsterdam",
     )
 
     class Meta:
@@ -97,7 +105,9 @@ class SiteSerializer(ModelSerializer):
             if self.instance is not None:
                 taken = taken.exclude(pk=self.instance.pk)
             if taken.exists():
-                raise serializers.ValidationError("Your organization has a site with this name already.")
+                raise serializers.ValidationError(
+                    "Your organization has a site with this name already."
+                )
         return value
 
 
@@ -224,9 +234,7 @@ class IdTokenSerializer(ModelSerializer):
     token = CharField(
         max_length=ID_TOKEN_MAX,
         validators=[
-            RegexValidator(
-                ID_TOKEN_PATTERN, "Printable ASCII characters only, with no spaces."
-            )
+            RegexValidator(ID_TOKEN_PATTERN, "Printable ASCII characters only, with no spaces.")
         ],
         error_messages={
             "max_length": (
@@ -245,7 +253,9 @@ class IdTokenSerializer(ModelSerializer):
         max_length=ID_TOKEN_MAX,
         required=False,
         allow_blank=True,
-        validators=[RegexValidator(ID_TOKEN_PATTERN, "Printable ASCII characters only, with no spaces.")],
+        validators=[
+            RegexValidator(ID_TOKEN_PATTERN, "Printable ASCII characters only, with no spaces.")
+        ],
         help_text="parentIdTag (1.6) or groupIdToken (2.x)",
     )
 

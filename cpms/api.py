@@ -29,7 +29,11 @@ from .tenancy import Tenant
         summary="Your organization",
         parameters=[
             OpenApiParameter(
-                "slug", str, OpenApiParameter.PATH, pattern=r"^[-a-zA-Z0-9_]+$", description="Its slug"
+                "slug",
+                str,
+                OpenApiParameter.PATH,
+                pattern=r"^[-a-zA-Z0-9_]+$",
+                description="Its slug",
             )
         ],
     ),
@@ -83,14 +87,18 @@ class ApiTokenViewSet(
         )
 
     def create(self, request: Request, *args: Any, **kwargs: Any) -> Response:
-        serializer = ApiTokenCreateSerializer(data=request.data, context=self.get_serializer_context())
+        serializer = ApiTokenCreateSerializer(
+            data=request.data, context=self.get_serializer_context()
+        )
         serializer.is_valid(raise_exception=True)
         token, key = api_token_create(
             organization=Organization.objects.get(pk=self.tenant.organization_id),
             created_by=acting_user(request),
             **serializer.validated_data,
         )
-        body = ApiTokenCreatedSerializer(token, context={**self.get_serializer_context(), "key": key})
+        body = ApiTokenCreatedSerializer(
+            token, context={**self.get_serializer_context(), "key": key}
+        )
         return Response(body.data, status=status.HTTP_201_CREATED)
 
     def destroy(self, request: Request, *args: Any, **kwargs: Any) -> Response:

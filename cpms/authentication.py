@@ -60,7 +60,9 @@ class ApiTokenAuthentication(BaseAuthentication):
         try:
             key = header[1].decode("ascii")
         except UnicodeDecodeError:
-            raise exceptions.AuthenticationFailed("The API key has characters a key never has.") from None
+            raise exceptions.AuthenticationFailed(
+                "The API key has characters a key never has."
+            ) from None
         return self.authenticate_key(key)
 
     def authenticate_key(self, key: str) -> tuple[TokenUser, ApiToken]:

@@ -40,7 +40,9 @@ def exception_handler(exc: Exception, context: dict[str, Any]) -> Response:
 
     if not isinstance(exc, exceptions.APIException):
         view = context.get("view")
-        logger.exception("unhandled error in %s", view.__class__.__name__ if view else "API view", exc_info=exc)
+        logger.exception(
+            "unhandled error in %s", view.__class__.__name__ if view else "API view", exc_info=exc
+        )
         set_rollback()
         return Response(
             error_body("server_error", "The server could not process the request."),

@@ -105,7 +105,9 @@ def metrics_view(request: HttpRequest) -> HttpResponse:
     if expected:
         scheme, _, given = request.headers.get("Authorization", "").partition(" ")
         if scheme.lower() != "bearer" or not hmac.compare_digest(given.strip(), expected):
-            response = HttpResponse("metrics need the bearer token\n", status=401, content_type="text/plain")
+            response = HttpResponse(
+                "metrics need the bearer token\n", status=401, content_type="text/plain"
+            )
             response["WWW-Authenticate"] = 'Bearer realm="metrics"'
             return response
     return ExportToDjangoView(request)

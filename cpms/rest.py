@@ -132,7 +132,11 @@ class Pagination(CursorPagination):
             return super().decode_cursor(request)
         except exceptions.NotFound:
             raise exceptions.ValidationError(
-                {self.cursor_query_param: ["Invalid cursor: pass the next or previous link as given."]}
+                {
+                    self.cursor_query_param: [
+                        "Invalid cursor: pass the next or previous link as given."
+                    ]
+                }
             ) from None
 
 
@@ -253,7 +257,9 @@ class StrictJSONParser(JSONParser):
     def parse(self, stream: Any, media_type: str | None = None, parser_context: Any = None) -> Any:
         data = super().parse(stream, media_type, parser_context)
         if not _encodable(data):
-            raise exceptions.ParseError("JSON parse error - strings must be valid Unicode (no lone surrogates).")
+            raise exceptions.ParseError(
+                "JSON parse error - strings must be valid Unicode (no lone surrogates)."
+            )
         return data
 
 
@@ -331,5 +337,3 @@ def streaming_response(
 
 def ndjson_line(row: dict[str, Any]) -> str:
     return json.dumps(row, ensure_ascii=False, separators=(",", ":")) + "\n"
-
-

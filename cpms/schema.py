@@ -30,9 +30,7 @@ class Schema(AutoSchema):
 
     def _get_response_bodies(self, direction: str = "response") -> dict[str, Any]:
         responses = super()._get_response_bodies(direction)  # type: ignore[arg-type]
-        public = any(
-            isinstance(p, permissions.AllowAny) for p in self.view.get_permissions()
-        )
+        public = any(isinstance(p, permissions.AllowAny) for p in self.view.get_permissions())
         can_be_invalid = (
             self.method != "GET" or self._is_list_view() or bool(self._get_filter_parameters())
         )

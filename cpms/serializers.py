@@ -22,8 +22,12 @@ class OrganizationSerializer(ModelSerializer):
 
 class ApiTokenSerializer(ModelSerializer):
     sites = serializers.PrimaryKeyRelatedField(many=True, read_only=True)
-    created_by = serializers.SlugRelatedField(slug_field="username", read_only=True, allow_null=True)
-    revoked_by = serializers.SlugRelatedField(slug_field="username", read_only=True, allow_null=True)
+    created_by = serializers.SlugRelatedField(
+        slug_field="username", read_only=True, allow_null=True
+    )
+    revoked_by = serializers.SlugRelatedField(
+        slug_field="username", read_only=True, allow_null=True
+    )
     active = serializers.SerializerMethodField()
 
     class Meta:
@@ -90,7 +94,11 @@ class ApiTokenCreateSerializer(serializers.Serializer):
     def validate(self, attrs: dict[str, Any]) -> dict[str, Any]:
         sites = attrs.get("sites") or []
         if attrs["role"] == Role.SITE_HOST and not sites:
-            raise serializers.ValidationError({"sites": ["A site-host token needs at least one site."]})
+            raise serializers.ValidationError(
+                {"sites": ["A site-host token needs at least one site."]}
+            )
         if attrs["role"] != Role.SITE_HOST and sites:
-            raise serializers.ValidationError({"sites": ["Only site-host tokens are limited to sites."]})
+            raise serializers.ValidationError(
+                {"sites": ["Only site-host tokens are limited to sites."]}
+            )
         return attrs

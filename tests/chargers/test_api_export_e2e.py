@@ -47,7 +47,9 @@ def _get(server: ServerProcess, path: str, key: str) -> tuple[http.client.HTTPRe
 
 
 @pytest.mark.parametrize("file_format", ["ndjson", "csv"])
-def test_an_export_is_sent_in_chunks(server: ServerProcess, charger: Charger, file_format: str) -> None:
+def test_an_export_is_sent_in_chunks(
+    server: ServerProcess, charger: Charger, file_format: str
+) -> None:
     _journal(charger)
     _, key = api_token_create(organization=charger.organization, name="export", role=Role.OPERATOR)
     response, body = _get(server, f"/api/v1/frames/export.{file_format}?action=MeterValues", key)
@@ -62,7 +64,9 @@ def test_an_export_is_sent_in_chunks(server: ServerProcess, charger: Charger, fi
     assert ids == [f"m{n:05d}" for n in range(0, ROWS, 2)]
 
 
-def test_an_export_error_is_json_from_the_real_server(server: ServerProcess, charger: Charger) -> None:
+def test_an_export_error_is_json_from_the_real_server(
+    server: ServerProcess, charger: Charger
+) -> None:
     _, key = api_token_create(organization=charger.organization, name="export", role=Role.OPERATOR)
     response, body = _get(server, "/api/v1/frames/export.csv?since=not-a-time", key)
     assert response.status == 400

@@ -67,7 +67,9 @@ def test_an_id_token_of_more_than_36_characters_is_refused_clearly(operator: Any
 
 
 def test_an_id_token_of_36_characters_is_accepted(operator: Any) -> None:
-    assert operator.post("/api/v1/id-tokens/", {"token": "B" * 36}, format="json").status_code == 201
+    assert (
+        operator.post("/api/v1/id-tokens/", {"token": "B" * 36}, format="json").status_code == 201
+    )
 
 
 @pytest.mark.parametrize("token", ["", "has space", "tab\there", "\u00e9t\u00e9"])
@@ -77,17 +79,27 @@ def test_an_id_token_must_be_printable_ascii(operator: Any, token: str) -> None:
 
 def test_a_duplicate_id_token_is_a_400_not_a_500(world: World, operator: Any) -> None:
     response = operator.post("/api/v1/id-tokens/", {"token": "ACME-TAG-1"}, format="json")
-    assert details(response)["token"][0]["message"] == "Your organization has this id token already."
-    assert IdToken.objects.filter(token="ACME-TAG-1", organization=world.acme.organization).count() == 1
+    assert (
+        details(response)["token"][0]["message"] == "Your organization has this id token already."
+    )
+    assert (
+        IdToken.objects.filter(token="ACME-TAG-1", organization=world.acme.organization).count()
+        == 1
+    )
 
 
 def test_the_same_id_token_may_exist_in_two_organizations(operator: Any) -> None:
-    assert operator.post("/api/v1/id-tokens/", {"token": "OTHER-TAG"}, format="json").status_code == 201
+    assert (
+        operator.post("/api/v1/id-tokens/", {"token": "OTHER-TAG"}, format="json").status_code
+        == 201
+    )
 
 
 def test_renaming_an_id_token_onto_another_is_a_400(world: World, operator: Any) -> None:
     first, second = world.acme.id_tokens
-    response = operator.patch(f"/api/v1/id-tokens/{second.pk}/", {"token": first.token}, format="json")
+    response = operator.patch(
+        f"/api/v1/id-tokens/{second.pk}/", {"token": first.token}, format="json"
+    )
     assert "token" in details(response)
     second.refresh_from_db()
     assert second.token == "ACME-TAG-2"
@@ -95,7 +107,9 @@ def test_renaming_an_id_token_onto_another_is_a_400(world: World, operator: Any)
 
 def test_an_id_token_is_blocked_and_deleted(world: World, operator: Any) -> None:
     token = world.acme.id_tokens[0]
-    response = operator.patch(f"/api/v1/id-tokens/{token.pk}/", {"status": "Blocked"}, format="json")
+    response = operator.patch(
+        f"/api/v1/id-tokens/{token.pk}/", {"status": "Blocked"}, format="json"
+    )
     assert response.status_code == 200 and response.json()["status"] == "Blocked"
     token.refresh_from_db()
     assert token.status == "Blocked"
@@ -109,7 +123,11 @@ def test_an_id_token_is_blocked_and_deleted(world: World, operator: Any) -> None
 
 @pytest.mark.parametrize(
     ("body", "field"),
-    [({"type": "Fingerprint"}, "type"), ({"status": "Lost"}, "status"), ({"owner_email": "nope"}, "owner_email")],
+    [
+        ({"type": "Fingerprint"}, "type"),
+        ({"status": "Lost"}, "status"),
+        ({"owner_email": "nope"}, "owner_email"),
+    ],
 )
 def test_id_token_fields_are_validated(operator: Any, body: dict[str, Any], field: str) -> None:
     response = operator.post("/api/v1/id-tokens/", {"token": "NEW-1", **body}, format="json")
@@ -124,7 +142,12 @@ def test_a_charger_is_registered_with_a_hashed_password(world: World, operator: 
     depot = world.acme.sites["Depot"].pk
     response = operator.post(
         "/api/v1/chargers/",
-        {"identity": "CP-NEW.01", "password": "a-secret-of-twenty-1", "site": depot, "heartbeat_interval": 60},
+        {
+            "identity": "CP-NEW.01",
+            "password": "a-secret-of-twenty-1",
+            "site": depot,
+            "heartbeat_interval": 60,
+        },
         format="json",
     )
     assert response.status_code == 201, response.content
@@ -151,7 +174,9 @@ def test_a_charger_is_registered_with_a_hashed_password(world: World, operator: 
         ({"identity": "CP-9", "registration_status": "Maybe"}, "registration_status"),
     ],
 )
-def test_a_bad_charger_is_refused_and_nothing_is_written(operator: Any, body: dict[str, Any], field: str) -> None:
+def test_a_bad_charger_is_refused_and_nothing_is_written(
+    operator: Any, body: dict[str, Any], field: str
+) -> None:
     before = Charger.objects.count()
     assert field in details(operator.post("/api/v1/chargers/", body, format="json"))
     assert Charger.objects.count() == before
@@ -161,12 +186,21 @@ def test_an_operator_edits_only_the_editable_fields(world: World, operator: Any)
     harbour = world.acme.sites["Harbour"].pk
     response = operator.patch(
         "/api/v1/chargers/ACME-1/",
-        {"site": harbour, "registration_status": "Rejected", "heartbeat_interval": 900, "vendor": "Forged"},
+        {
+            "site": harbour,
+            "registration_status": "Rejected",
+            "heartbeat_interval": 900,
+            "vendor": "Forged",
+        },
         format="json",
     )
     assert response.status_code == 200, response.content
     body = response.json()
-    assert (body["site"], body["registration_status"], body["heartbeat_interval"]) == (harbour, "Rejected", 900)
+    assert (body["site"], body["registration_status"], body["heartbeat_interval"]) == (
+        harbour,
+        "Rejected",
+        900,
+    )
     charger = Charger.objects.get(identity="ACME-1")
     assert (charger.site_id, charger.registration_status, charger.heartbeat_interval) == (
         harbour,
@@ -188,7 +222,9 @@ def test_a_charger_lists_its_connectors(world: World, operator: Any) -> None:
 
 def test_chargers_filter_by_site(world: World, operator: Any) -> None:
     site = world.acme.sites["Harbour"].pk
-    assert [c["identity"] for c in all_pages(operator, f"/api/v1/chargers/?site={site}")] == ["ACME-2"]
+    assert [c["identity"] for c in all_pages(operator, f"/api/v1/chargers/?site={site}")] == [
+        "ACME-2"
+    ]
 
 
 # --- Sites ----------------------------------------------------------------------------------------
@@ -197,7 +233,13 @@ def test_chargers_filter_by_site(world: World, operator: Any) -> None:
 def test_a_site_is_created_in_the_callers_organization(world: World, operator: Any) -> None:
     response = operator.post(
         "/api/v1/sites/",
-        {"name": "Airport", "country": "NL", "time_zone": "Europe/Amsterdam", "latitude": "52.31", "longitude": "4.76"},
+        {
+            "name": "Airport",
+            "country": "NL",
+            "time_zone": "Europe/Amsterdam",
+            "latitude": "52.31",
+            "longitude": "4.76",
+        },
         format="json",
     )
     assert response.status_code == 201, response.content
@@ -214,7 +256,11 @@ def test_a_duplicate_site_name_is_a_400(world: World, operator: Any) -> None:
 
 @pytest.mark.parametrize(
     ("body", "field"),
-    [({"latitude": "91"}, "latitude"), ({"longitude": "-181"}, "longitude"), ({"time_zone": "CEST"}, "time_zone")],
+    [
+        ({"latitude": "91"}, "latitude"),
+        ({"longitude": "-181"}, "longitude"),
+        ({"time_zone": "CEST"}, "time_zone"),
+    ],
 )
 def test_site_fields_are_validated(operator: Any, body: dict[str, Any], field: str) -> None:
     assert field in details(operator.post("/api/v1/sites/", {"name": "S", **body}, format="json"))
@@ -240,14 +286,18 @@ def test_a_session_reads_in_normalized_units(world: World, operator: Any) -> Non
 
 
 def test_sessions_filter_by_charger_state_and_time(world: World, operator: Any) -> None:
-    assert [s["charger"] for s in all_pages(operator, "/api/v1/sessions/?charger=ACME-2")] == ["ACME-2"]
+    assert [s["charger"] for s in all_pages(operator, "/api/v1/sessions/?charger=ACME-2")] == [
+        "ACME-2"
+    ]
     assert all_pages(operator, "/api/v1/sessions/?state=Completed") == []
     later = quote((T0 + timedelta(hours=1)).isoformat())
     assert all_pages(operator, f"/api/v1/sessions/?started_after={later}") == []
     assert len(all_pages(operator, f"/api/v1/sessions/?started_before={later}")) == 2
 
 
-def test_meter_samples_come_oldest_first_and_filter_by_measurand(world: World, operator: Any) -> None:
+def test_meter_samples_come_oldest_first_and_filter_by_measurand(
+    world: World, operator: Any
+) -> None:
     session = world.acme.sessions["ACME-1"]
     url = f"/api/v1/sessions/{session.pk}/meter-samples/"
     samples = all_pages(operator, url)
@@ -264,7 +314,9 @@ def test_meter_samples_come_oldest_first_and_filter_by_measurand(world: World, o
 
 
 def test_frames_filter_by_charger_action_and_time(world: World, operator: Any) -> None:
-    assert {f["charger"] for f in all_pages(operator, "/api/v1/frames/?charger=ACME-2")} == {"ACME-2"}
+    assert {f["charger"] for f in all_pages(operator, "/api/v1/frames/?charger=ACME-2")} == {
+        "ACME-2"
+    }
     heartbeats = all_pages(operator, "/api/v1/frames/?action=Heartbeat")
     assert sorted(f["charger"] for f in heartbeats) == ["ACME-1", "ACME-2"]
     since = quote((T0 + timedelta(minutes=1)).isoformat())
@@ -291,7 +343,9 @@ def _many_frames(world: World, count: int) -> None:
     )
 
 
-def test_the_ndjson_export_streams_every_selected_frame_in_order(world: World, operator: Any) -> None:
+def test_the_ndjson_export_streams_every_selected_frame_in_order(
+    world: World, operator: Any
+) -> None:
     _many_frames(world, 1234)
     response = operator.get("/api/v1/frames/export.ndjson?charger=ACME-1&action=MeterValues")
     assert response.status_code == 200
@@ -346,13 +400,17 @@ def test_the_csv_export_keeps_formulas_from_running(world: World, operator: Any)
 
 
 def test_an_export_with_a_bad_filter_is_a_json_400(operator: Any) -> None:
-    response = operator.get("/api/v1/frames/export.ndjson?until=soon", HTTP_ACCEPT="application/x-ndjson")
+    response = operator.get(
+        "/api/v1/frames/export.ndjson?until=soon", HTTP_ACCEPT="application/x-ndjson"
+    )
     assert response.status_code == 400
     assert response.json()["error"]["code"] == "invalid"
 
 
 @pytest.mark.parametrize("url", ["/api/v1/frames/?", "/api/v1/frames/export.ndjson?"])
-def test_time_filters_compare_moments_whatever_their_offset(world: World, operator: Any, url: str) -> None:
+def test_time_filters_compare_moments_whatever_their_offset(
+    world: World, operator: Any, url: str
+) -> None:
     # 09:01 at +01:00 and 05:01 of the next day at +21:00 are both 08:01 UTC (PostgreSQL itself
     # refuses offsets past 15:59: they are converted before the query).
     for since in ["2026-03-01T09:01:00+01:00", "2026-03-02T05:01:00+21:00"]:

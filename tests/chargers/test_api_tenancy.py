@@ -87,7 +87,9 @@ def visible_identities(role: str) -> set[str]:
 
 @pytest.mark.parametrize("role", ROLES)
 @pytest.mark.parametrize("resource", RESOURCES, ids=lambda r: r.name)
-def test_a_list_holds_only_what_the_caller_may_see(world: World, resource: Resource, role: str) -> None:
+def test_a_list_holds_only_what_the_caller_may_see(
+    world: World, resource: Resource, role: str
+) -> None:
     client = world.client(role)
     if role == Role.SITE_HOST and not resource.site_host_allowed:
         response = client.get(resource.list_url)
@@ -101,7 +103,9 @@ def test_a_list_holds_only_what_the_caller_may_see(world: World, resource: Resou
 
 @pytest.mark.parametrize("role", ROLES)
 @pytest.mark.parametrize("resource", RESOURCES, ids=lambda r: r.name)
-def test_another_organizations_object_is_not_found(world: World, resource: Resource, role: str) -> None:
+def test_another_organizations_object_is_not_found(
+    world: World, resource: Resource, role: str
+) -> None:
     client = world.client(role)
     for key in resource.keys(world.other, {"OTHER-1"}):
         response = client.get(resource.detail_url(key))
@@ -113,7 +117,9 @@ def test_another_organizations_object_is_not_found(world: World, resource: Resou
         assert "OTHER" not in response.content.decode()
 
 
-@pytest.mark.parametrize("resource", [r for r in RESOURCES if r.site_host_allowed], ids=lambda r: r.name)
+@pytest.mark.parametrize(
+    "resource", [r for r in RESOURCES if r.site_host_allowed], ids=lambda r: r.name
+)
 def test_a_site_host_finds_nothing_outside_their_sites(world: World, resource: Resource) -> None:
     client = world.client(Role.SITE_HOST)
     for key in resource.keys(world.acme, {"ACME-2"}):
@@ -147,13 +153,17 @@ def test_meter_samples_follow_their_session(world: World, role: str) -> None:
         "/api/v1/id-tokens/?token=OTHER-TAG",
     ],
 )
-def test_filtering_by_another_organizations_names_finds_nothing(world: World, role: str, url: str) -> None:
+def test_filtering_by_another_organizations_names_finds_nothing(
+    world: World, role: str, url: str
+) -> None:
     assert all_pages(world.client(role), url) == []
 
 
 @pytest.mark.parametrize("role", ROLES)
 @pytest.mark.parametrize("file_format", ["ndjson", "csv"])
-def test_journal_exports_hold_only_the_callers_frames(world: World, role: str, file_format: str) -> None:
+def test_journal_exports_hold_only_the_callers_frames(
+    world: World, role: str, file_format: str
+) -> None:
     response = world.client(role).get(f"/api/v1/frames/export.{file_format}")
     assert response.status_code == 200
     body = b"".join(response.streaming_content).decode()
@@ -219,7 +229,9 @@ def test_writers_cannot_touch_another_organizations_objects(world: World, role: 
         client.patch(f"/api/v1/sites/{other.sites['Yard'].pk}/", {"city": "X"}, format="json"),
         client.put(f"/api/v1/sites/{other.sites['Yard'].pk}/", {"name": "X"}, format="json"),
         client.patch("/api/v1/chargers/OTHER-1/", {"heartbeat_interval": 60}, format="json"),
-        client.patch(f"/api/v1/id-tokens/{other.id_tokens[0].pk}/", {"status": "Blocked"}, format="json"),
+        client.patch(
+            f"/api/v1/id-tokens/{other.id_tokens[0].pk}/", {"status": "Blocked"}, format="json"
+        ),
         client.delete(f"/api/v1/id-tokens/{other.id_tokens[0].pk}/"),
     ]
     if role == Role.OPERATOR_ADMIN:

@@ -62,7 +62,10 @@ def token_client(key: str) -> APIClient:
 
 def _charger_with_data(tenancy: Tenancy, identity: str, site: Site, tag: str) -> None:
     charger = services.charger_create(
-        identity=identity, organization=tenancy.organization, password="a-charger-password-1", site=site
+        identity=identity,
+        organization=tenancy.organization,
+        password="a-charger-password-1",
+        site=site,
     )
     tenancy.chargers[identity] = charger
     tenancy.connectors[identity] = Connector.objects.create(

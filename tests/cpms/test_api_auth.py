@@ -98,7 +98,9 @@ def test_a_revoked_token_is_refused(world: World) -> None:
 
 def test_an_expired_token_is_refused(world: World) -> None:
     token, key = api_token_create(
-        organization=world.acme.organization, name="short", expires_at=timezone.now() + timedelta(hours=1)
+        organization=world.acme.organization,
+        name="short",
+        expires_at=timezone.now() + timedelta(hours=1),
     )
     assert token_client(key).get("/api/v1/chargers/").status_code == 200
     ApiToken.objects.filter(pk=token.pk).update(expires_at=timezone.now() - timedelta(seconds=1))
@@ -193,11 +195,15 @@ def test_a_site_host_token_is_limited_to_its_sites(world: World) -> None:
     admin = world.client(Role.OPERATOR_ADMIN)
     harbour = world.acme.sites["Harbour"].pk
     response = admin.post(
-        "/api/v1/api-tokens/", {"name": "harbour host", "role": "site_host", "sites": [harbour]}, format="json"
+        "/api/v1/api-tokens/",
+        {"name": "harbour host", "role": "site_host", "sites": [harbour]},
+        format="json",
     )
     assert response.status_code == 201
     assert response.json()["sites"] == [harbour]
-    identities = {c["identity"] for c in all_pages(token_client(response.json()["key"]), "/api/v1/chargers/")}
+    identities = {
+        c["identity"] for c in all_pages(token_client(response.json()["key"]), "/api/v1/chargers/")
+    }
     assert identities == {"ACME-2"}
 
 
@@ -211,7 +217,9 @@ def test_a_site_host_token_is_limited_to_its_sites(world: World) -> None:
         ({"name": "x", "expires_at": "2001-01-01T00:00:00Z"}, "expires_at"),
     ],
 )
-def test_a_bad_token_request_is_a_400_and_issues_nothing(world: World, body: dict[str, Any], field: str) -> None:
+def test_a_bad_token_request_is_a_400_and_issues_nothing(
+    world: World, body: dict[str, Any], field: str
+) -> None:
     if body.get("sites") == ["DEPOT"]:
         body = {**body, "sites": [world.acme.sites["Depot"].pk]}
     before = ApiToken.objects.count()
@@ -248,7 +256,15 @@ def test_create_api_token_prints_a_working_key_last(world: World) -> None:
 def test_create_api_token_scopes_a_site_host_token(world: World) -> None:
     out = io.StringIO()
     call_command(
-        "create_api_token", "--org", "acme", "--name", "host", "--role", "site_host", "--site", "Harbour",
+        "create_api_token",
+        "--org",
+        "acme",
+        "--name",
+        "host",
+        "--role",
+        "site_host",
+        "--site",
+        "Harbour",
         stdout=out,
     )
     key = out.getvalue().strip().splitlines()[-1]
@@ -261,10 +277,15 @@ def test_create_api_token_scopes_a_site_host_token(world: World) -> None:
         (["--org", "nope", "--name", "x"], "no organization"),
         (["--org", "acme", "--name", "x", "--role", "site_host"], "needs at least one --site"),
         (["--org", "acme", "--name", "x", "--site", "Depot"], "site-host tokens only"),
-        (["--org", "acme", "--name", "x", "--role", "site_host", "--site", "Yard"], "no site 'Yard'"),
+        (
+            ["--org", "acme", "--name", "x", "--role", "site_host", "--site", "Yard"],
+            "no site 'Yard'",
+        ),
     ],
 )
-def test_create_api_token_refuses_bad_arguments(world: World, args: list[str], message: str) -> None:
+def test_create_api_token_refuses_bad_arguments(
+    world: World, args: list[str], message: str
+) -> None:
     before = ApiToken.objects.count()
     with pytest.raises(CommandError, match=message):
         call_command("create_api_token", *args, stdout=io.StringIO())
@@ -274,7 +295,10 @@ def test_create_api_token_refuses_bad_arguments(world: World, args: list[str], m
 def test_the_service_scopes_sites_by_primary_key(world: World) -> None:
     depot: Site = world.acme.sites["Depot"]
     token, key = api_token_create(
-        organization=world.acme.organization, name="from the dashboard", role=Role.SITE_HOST, sites=[depot.pk]
+        organization=world.acme.organization,
+        name="from the dashboard",
+        role=Role.SITE_HOST,
+        sites=[depot.pk],
     )
     assert list(token.sites.all()) == [depot]
     assert {c["identity"] for c in all_pages(token_client(key), "/api/v1/chargers/")} == {"ACME-1"}

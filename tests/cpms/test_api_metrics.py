@@ -36,7 +36,11 @@ def value(samples: Samples, name: str, **labels: str) -> float:
 
 def frames(samples: Samples, direction: str, action: str, message_type: str) -> float:
     return value(
-        samples, "cpms_ocpp_frames_total", direction=direction, action=action, message_type=message_type
+        samples,
+        "cpms_ocpp_frames_total",
+        direction=direction,
+        action=action,
+        message_type=message_type,
     )
 
 
@@ -48,7 +52,9 @@ def wait_for(condition: Any, timeout: float = 15.0) -> None:
 
 
 @pytest.mark.e2e
-async def test_metrics_count_a_charger_and_its_frames(server: ServerProcess, charger: Charger) -> None:
+async def test_metrics_count_a_charger_and_its_frames(
+    server: ServerProcess, charger: Charger
+) -> None:
     before = scrape(server)
     auth = base64.b64encode(f"{charger.identity}:{CHARGER_PASSWORD}".encode()).decode()
     async with websockets.connect(
@@ -56,7 +62,16 @@ async def test_metrics_count_a_charger_and_its_frames(server: ServerProcess, cha
         subprotocols=["ocpp1.6"],
         additional_headers={"Authorization": f"Basic {auth}"},
     ) as ws:
-        await ws.send(json.dumps([2, "boot-1", "BootNotification", {"chargePointVendor": "V", "chargePointModel": "M"}]))
+        await ws.send(
+            json.dumps(
+                [
+                    2,
+                    "boot-1",
+                    "BootNotification",
+                    {"chargePointVendor": "V", "chargePointModel": "M"},
+                ]
+            )
+        )
         assert json.loads(await ws.recv())[0] == 3
         await ws.send(json.dumps([2, "odd-1", "NoSuchAction", {}]))
         error = json.loads(await ws.recv())
@@ -65,10 +80,18 @@ async def test_metrics_count_a_charger_and_its_frames(server: ServerProcess, cha
         during = scrape(server)
         connected = value(during, "cpms_ocpp_connected_chargers")
         assert connected == value(before, "cpms_ocpp_connected_chargers") + 1
-        assert frames(during, "in", "BootNotification", "call") == frames(before, "in", "BootNotification", "call") + 1
-        assert frames(during, "out", "BootNotification", "result") == frames(before, "out", "BootNotification", "result") + 1
+        assert (
+            frames(during, "in", "BootNotification", "call")
+            == frames(before, "in", "BootNotification", "call") + 1
+        )
+        assert (
+            frames(during, "out", "BootNotification", "result")
+            == frames(before, "out", "BootNotification", "result") + 1
+        )
         # An action no OCPP version knows is counted, under a bounded label.
-        assert frames(during, "in", "unknown", "call") == frames(before, "in", "unknown", "call") + 1
+        assert (
+            frames(during, "in", "unknown", "call") == frames(before, "in", "unknown", "call") + 1
+        )
         assert value(during, "cpms_ocpp_call_errors_sent_total", code="NotImplemented") == (
             value(before, "cpms_ocpp_call_errors_sent_total", code="NotImplemented") + 1
         )

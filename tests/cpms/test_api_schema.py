@@ -33,7 +33,9 @@ EXAMPLES_PER_OPERATION = 25
 
 def test_the_schema_validates_without_warnings(db: Any, tmp_path: Path) -> None:
     target = tmp_path / "schema.yaml"
-    call_command("spectacular", "--validate", "--fail-on-warn", "--file", str(target), stdout=io.StringIO())
+    call_command(
+        "spectacular", "--validate", "--fail-on-warn", "--file", str(target), stdout=io.StringIO()
+    )
     schema = yaml.safe_load(target.read_text())
     assert schema["openapi"].startswith("3.")
     assert schema["components"]["securitySchemes"]["apiToken"] == {
@@ -84,7 +86,9 @@ def test_the_docs_load_their_assets_from_this_server(db: Any) -> None:
 # --- Schemathesis against the real server ---------------------------------------------------------
 
 
-def fuzz(operation: Any, mode: GenerationMode, session: requests.Session, headers: dict[str, str]) -> Any:
+def fuzz(
+    operation: Any, mode: GenerationMode, session: requests.Session, headers: dict[str, str]
+) -> Any:
     """A hypothesis test that sends generated requests for one operation and checks the answers."""
 
     @given(case=operation.as_strategy(generation_mode=mode))
@@ -96,7 +100,9 @@ def fuzz(operation: Any, mode: GenerationMode, session: requests.Session, header
         suppress_health_check=list(HealthCheck),
     )
     def run(case: schemathesis.Case) -> None:
-        case.call_and_validate(session=session, headers=headers, excluded_checks=[positive_data_acceptance])
+        case.call_and_validate(
+            session=session, headers=headers, excluded_checks=[positive_data_acceptance]
+        )
 
     return run
 
@@ -113,7 +119,9 @@ def test_generated_requests_never_get_a_server_error(server: ServerProcess) -> N
 
     for operation in operations:
         # A fresh token per operation: the run stays within any one token's throttle budget.
-        _, key = api_token_create(organization=organization, name=operation.label[:100], role=Role.OPERATOR_ADMIN)
+        _, key = api_token_create(
+            organization=organization, name=operation.label[:100], role=Role.OPERATOR_ADMIN
+        )
         headers = {"Authorization": f"Token {key}"}
         for mode in (GenerationMode.POSITIVE, GenerationMode.NEGATIVE):
             try:

@@ -35,7 +35,9 @@ class Chunks:
 async def test_under_asgi_chunks_are_pulled_one_at_a_time() -> None:
     chunks = Chunks(5)
     request = Request(AsyncRequestFactory().get("/api/v1/frames/export.ndjson"))
-    response = streaming_response(request, iter(chunks), content_type="application/x-ndjson", filename="f")
+    response = streaming_response(
+        request, iter(chunks), content_type="application/x-ndjson", filename="f"
+    )
     assert response.is_async
     received = []
     async for part in response:
@@ -48,7 +50,9 @@ async def test_under_asgi_chunks_are_pulled_one_at_a_time() -> None:
 async def test_a_client_that_goes_away_closes_the_generator() -> None:
     chunks = Chunks(100)
     request = Request(AsyncRequestFactory().get("/api/v1/frames/export.ndjson"))
-    response = streaming_response(request, iter(chunks), content_type="application/x-ndjson", filename="f")
+    response = streaming_response(
+        request, iter(chunks), content_type="application/x-ndjson", filename="f"
+    )
     content = aiter(response)
     await anext(content)
     # What the ASGI server does when the client disconnects: the response is dropped mid-way.
@@ -67,7 +71,9 @@ async def test_a_client_that_goes_away_closes_the_generator() -> None:
 def test_under_wsgi_the_generator_is_handed_over_as_it_is() -> None:
     chunks = Chunks(3)
     request = Request(RequestFactory().get("/api/v1/frames/export.csv"))
-    response = streaming_response(request, iter(chunks), content_type="text/csv", filename="frames.csv")
+    response = streaming_response(
+        request, iter(chunks), content_type="text/csv", filename="frames.csv"
+    )
     assert not response.is_async
     assert response["Content-Disposition"] == 'attachment; filename="frames.csv"'
     first = next(iter(response))

@@ -25,7 +25,9 @@ def test_the_admin_revokes_tokens_and_never_issues_them(db: Any) -> None:
     assert token.prefix in page and token.key_digest not in page
 
     response = client.post(
-        "/admin/cpms/apitoken/", {"action": "revoke", "_selected_action": [str(token.pk)]}, follow=True
+        "/admin/cpms/apitoken/",
+        {"action": "revoke", "_selected_action": [str(token.pk)]},
+        follow=True,
     )
     assert response.status_code == 200
     token.refresh_from_db()
