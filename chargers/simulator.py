@@ -4,7 +4,8 @@ Each charger boots, reports its connectors, sends heartbeats, and runs sessions 
 rates: in 1.6J with Authorize, StartTransaction, periodic MeterValues and StopTransaction; in
 2.0.1 (or 2.1) with Authorize and TransactionEvent Started, Updated (with meter values) and
 Ended. A fleet can mix 1.6 and 2.0.1 chargers. It talks to any central system of those versions;
-nothing here reads our database.
+nothing here reads our database. The commands a central system sends are answered as a charger
+would (``chargers.simulator_commands``): a remote start starts a session, a reset reboots, ...
 """
 
 from __future__ import annotations
@@ -24,6 +25,8 @@ from datetime import UTC, datetime
 from typing import Any
 
 import websockets
+
+from .simulator_commands import Answers16, Answers201, ChargerState, CommandAnswers
 
 logger = logging.getLogger(__name__)
 
@@ -92,8 +95,10 @@ class CallFailed(Exception):
         self.code = code
 
 
-class SimulatedCharger:
+class SimulatedCharger(Answers16):
     subprotocol = "ocpp1.6"
+    # The commands this charger answers (the other version's answers are not inherited).
+    answer_mixin: type[CommandAnswers] = Answers16
 
     def __init__(self, identity: str, config: FleetConfig, stats: Stats, rng: random.Random):
         self.identity = identity
@@ -107,6 +112,12 @@ class SimulatedCharger:
         self.heartbeat_interval = config.heartbeat_interval or 300.0
         self.meter_wh = [rng.randint(0, 5_000_000) for _ in range(config.connectors)]
         self.transactions: dict[int, int] = {}
+        # What the commands it gets change, and the sessions under way (by connector or EVSE).
+        self.state = ChargerState(config.connectors)
+        self.busy: set[int] = set()
+        self.stop_events: dict[int, asyncio.Event] = {}
+        self.stop_reasons: dict[int, str] = {}
+        self._follow_ups: set[asyncio.Task[None]] = set()
 
     # --- Transport -----------------------------------------------------------------------------
 
@@ -149,32 +160,6 @@ class SimulatedCharger:
                     future.set_result(frame)
             elif frame[0] == 2:
                 await self._answer(frame[1], frame[2], frame[3])
-
-    async def _answer(self, message_id: str, action: str, payload: dict[str, Any]) -> None:
-        """Answer a CALL from the central system; this simulator supports a few of them."""
-        if action == "TriggerMessage":
-            requested = str(payload.get("requestedMessage", ""))
-            supported = {"Heartbeat", "StatusNotification", "BootNotification"}
-            status = "Accepted" if requested in supported else "NotImplemented"
-            await self.ws.send(json.dumps([3, message_id, {"status": status}]))
-            if status == "Accepted":
-                asyncio.get_running_loop().create_task(self._triggered(requested, payload))
-            return
-        if action == "Reset":
-            await self.ws.send(json.dumps([3, message_id, {"status": "Accepted"}]))
-            return
-        await self.ws.send(
-            json.dumps([4, message_id, "NotSupported", f"simulator does not support {action}", {}])
-        )
-
-    async def _triggered(self, requested: str, payload: dict[str, Any]) -> None:
-        if requested == "Heartbeat":
-            await self.call("Heartbeat", {})
-        elif requested == "BootNotification":
-            await self.boot()
-        else:
-            for connector in range(1, self.config.connectors + 1):
-                await self.status(connector, "Charging" if connector in self.transactions else "Available")
 
     # --- Behaviour -----------------------------------------------------------------------------
 
@@ -222,7 +207,7 @@ class SimulatedCharger:
         """After boot: the state of the charger and every connector."""
         await self.status(0, "Available")
         for connector in range(1, self.config.connectors + 1):
-            await self.status(connector, "Available")
+            await self.status(connector, self._shown(connector))
 
     async def run_once(self) -> None:
         """One connection's life: boot, report, then heartbeats and sessions until it drops."""
@@ -257,15 +242,44 @@ class SimulatedCharger:
         rate = self.config.sessions_per_hour / 3600.0
         while True:
             await asyncio.sleep(self.rng.expovariate(rate) if rate > 0 else 3600)
-            await self.session(connector)
+            if self._free(connector):
+                self.busy.add(connector)
+                await self.session(connector)
 
-    async def session(self, connector: int, id_tag: str | None = None) -> None:
-        id_tag = id_tag or self.rng.choice(self.config.id_tags)
+    async def _pause(self, connector: int, seconds: float) -> bool:
+        """Wait ``seconds``; True if the session on the connector was told to stop meanwhile."""
+        stop = self.stop_events.setdefault(connector, asyncio.Event())
+        try:
+            await asyncio.wait_for(stop.wait(), timeout=seconds)
+        except TimeoutError:
+            return False
+        return True
+
+    async def session(
+        self,
+        connector: int,
+        id_tag: str | None = None,
+        *,
+        remote: bool = False,
+        remote_start_id: int | None = None,
+    ) -> None:
+        """One charging session on a connector; a remote start needs no Authorize first."""
+        self.busy.add(connector)
+        self.stop_events[connector] = asyncio.Event()
+        try:
+            await self._session(connector, id_tag or self.rng.choice(self.config.id_tags), remote)
+        finally:
+            self.busy.discard(connector)
+            self.stop_events.pop(connector, None)
+            self.stop_reasons.pop(connector, None)
+
+    async def _session(self, connector: int, id_tag: str, remote: bool) -> None:
         await self.status(connector, "Preparing")
-        authorized = await self.call("Authorize", {"idTag": id_tag})
-        if authorized["idTagInfo"]["status"] != "Accepted":
-            await self.status(connector, "Available")
-            return
+        if not remote:
+            authorized = await self.call("Authorize", {"idTag": id_tag})
+            if authorized["idTagInfo"]["status"] != "Accepted":
+                await self.status(connector, "Available")
+                return
         index = connector - 1
         started = await self.call(
             "StartTransaction",
@@ -279,8 +293,11 @@ class SimulatedCharger:
         power_w = self.config.power_kw * 1000 * self.rng.uniform(0.6, 1.0)
         while time.monotonic() < end:
             step = min(self.config.meter_interval, max(0.0, end - time.monotonic()))
-            await asyncio.sleep(step)
-            self.meter_wh[index] += int(power_w * step / 3600)
+            started_at = time.monotonic()
+            stopped = await self._pause(connector, step)
+            self.meter_wh[index] += int(power_w * (time.monotonic() - started_at) / 3600)
+            if stopped:
+                break
             await self.call("MeterValues", self.meter_values(connector, transaction_id, power_w))
         await self.status(connector, "Finishing")
         await self.call(
@@ -290,7 +307,7 @@ class SimulatedCharger:
                 "idTag": id_tag,
                 "meterStop": self.meter_wh[index],
                 "timestamp": now_iso(),
-                "reason": "Local",
+                "reason": self.stop_reasons.get(connector, "Local"),
             },
         )
         self.transactions.pop(connector, None)
@@ -334,12 +351,14 @@ class SimulatedCharger:
             backoff = min(backoff * 2, 60.0)
 
 
-class SimulatedCharger201(SimulatedCharger):
+class SimulatedCharger201(Answers201, SimulatedCharger):
     """A charger that speaks OCPP 2.0.1 (or 2.1: the messages it sends are the same in both).
 
     Each EVSE has one connector; a session is authorized first, then runs as one transaction of
     TransactionEvent Started, periodic Updated events with meter values, and Ended.
     """
+
+    answer_mixin = Answers201
 
     def __init__(self, identity: str, config: FleetConfig, stats: Stats, rng: random.Random):
         super().__init__(identity, config, stats, rng)
@@ -372,38 +391,31 @@ class SimulatedCharger201(SimulatedCharger):
 
     async def report_statuses(self) -> None:
         for connector in range(1, self.config.connectors + 1):
-            await self.status(connector, "Occupied" if connector in self.transaction_ids else "Available")
+            await self.status(connector, self._shown(connector))
 
-    async def _answer(self, message_id: str, action: str, payload: dict[str, Any]) -> None:
-        if action == "TriggerMessage":
-            requested = str(payload.get("requestedMessage", ""))
-            supported = {"Heartbeat", "StatusNotification", "BootNotification"}
-            status = "Accepted" if requested in supported else "NotImplemented"
-            await self.ws.send(json.dumps([3, message_id, {"status": status}]))
-            if status == "Accepted":
-                asyncio.get_running_loop().create_task(self._triggered(requested, payload))
-            return
-        if action == "Reset":
-            await self.ws.send(json.dumps([3, message_id, {"status": "Accepted"}]))
-            return
-        await self.ws.send(
-            json.dumps([4, message_id, "NotSupported", f"simulator does not support {action}", {}])
-        )
+    async def session(
+        self,
+        connector: int,
+        id_tag: str | None = None,
+        *,
+        remote: bool = False,
+        remote_start_id: int | None = None,
+    ) -> None:
+        self.busy.add(connector)
+        self.stop_events[connector] = asyncio.Event()
+        try:
+            await self._session201(connector, id_tag or self.rng.choice(self.config.id_tags), remote_start_id)
+        finally:
+            self.busy.discard(connector)
+            self.stop_events.pop(connector, None)
+            self.stop_reasons.pop(connector, None)
 
-    async def _triggered(self, requested: str, payload: dict[str, Any]) -> None:
-        if requested == "Heartbeat":
-            await self.call("Heartbeat", {})
-        elif requested == "BootNotification":
-            await self.boot()
-        else:
-            await self.report_statuses()
-
-    async def session(self, connector: int, id_tag: str | None = None) -> None:
-        id_tag = id_tag or self.rng.choice(self.config.id_tags)
+    async def _session201(self, connector: int, id_tag: str, remote_start_id: int | None) -> None:
         id_token = {"idToken": id_tag, "type": "ISO14443"}
-        authorized = await self.call("Authorize", {"idToken": id_token})
-        if authorized["idTokenInfo"]["status"] != "Accepted":
-            return
+        if remote_start_id is None:
+            authorized = await self.call("Authorize", {"idToken": id_token})
+            if authorized["idTokenInfo"]["status"] != "Accepted":
+                return
         index = connector - 1
         transaction_id = str(uuid.UUID(int=self.rng.getrandbits(128)))
         self.transaction_ids[connector] = transaction_id
@@ -413,28 +425,34 @@ class SimulatedCharger201(SimulatedCharger):
         await self.call(
             "TransactionEvent",
             self.transaction_event(
-                "Started", "Authorized", connector, seq_no, power_w,
+                "Started", "Authorized" if remote_start_id is None else "RemoteStart", connector, seq_no, power_w,
                 id_token=id_token, charging_state="Charging", context="Transaction.Begin",
+                remote_start_id=remote_start_id,
             ),
         )
         self.stats.sessions_started += 1
         end = time.monotonic() + self.config.session_minutes * 60 * self.rng.uniform(0.5, 1.5)
         while time.monotonic() < end:
             step = min(self.config.meter_interval, max(0.0, end - time.monotonic()))
-            await asyncio.sleep(step)
-            self.meter_wh[index] += int(power_w * step / 3600)
+            started_at = time.monotonic()
+            stopped = await self._pause(connector, step)
+            self.meter_wh[index] += int(power_w * (time.monotonic() - started_at) / 3600)
+            if stopped:
+                break
             seq_no += 1
             await self.call(
                 "TransactionEvent",
                 self.transaction_event("Updated", "MeterValuePeriodic", connector, seq_no, power_w),
             )
         seq_no += 1
+        reason = self.stop_reasons.get(connector, "Local")
         await self.call(
             "TransactionEvent",
             self.transaction_event(
-                "Ended", "StopAuthorized", connector, seq_no, 0.0,
+                "Ended", {"Remote": "RemoteStop", "Local": "StopAuthorized"}.get(reason, "ResetCommand"),
+                connector, seq_no, 0.0,
                 id_token=id_token, charging_state="EVConnected", context="Transaction.End",
-                stopped_reason="Local",
+                stopped_reason=reason,
             ),
         )
         self.transaction_ids.pop(connector, None)
@@ -453,6 +471,7 @@ class SimulatedCharger201(SimulatedCharger):
         charging_state: str = "Charging",
         context: str = "Sample.Periodic",
         stopped_reason: str = "",
+        remote_start_id: int | None = None,
     ) -> dict[str, Any]:
         info: dict[str, Any] = {
             "transactionId": self.transaction_ids[connector],
@@ -460,6 +479,8 @@ class SimulatedCharger201(SimulatedCharger):
         }
         if stopped_reason:
             info["stoppedReason"] = stopped_reason
+        if remote_start_id is not None:
+            info["remoteStartId"] = remote_start_id
         payload: dict[str, Any] = {
             "eventType": event_type,
             "timestamp": now_iso(),
