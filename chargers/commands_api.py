@@ -25,7 +25,13 @@ from rest_framework.response import Response
 
 from cpms.errors import ErrorSerializer
 from cpms.models import ApiToken
-from cpms.rest import OPERATOR_ROLES, StrictFilterSet, TenantViewMixin, acting_user
+from cpms.rest import (
+    OPERATOR_ROLES,
+    DateTimeFilter,
+    StrictFilterSet,
+    TenantViewMixin,
+    acting_user,
+)
 from cpms.tenancy import Tenant
 
 from . import command_services, selectors
@@ -44,8 +50,8 @@ class CommandFilter(StrictFilterSet):
     charger = filters.CharFilter(field_name="charger__identity", help_text="A charger identity")
     state = filters.ChoiceFilter(choices=[(s.value, s.value) for s in CommandState])
     action = filters.CharFilter(help_text="An OCPP action, e.g. Reset")
-    created_after = filters.IsoDateTimeFilter(field_name="created_at", lookup_expr="gte")
-    created_before = filters.IsoDateTimeFilter(field_name="created_at", lookup_expr="lt")
+    created_after = DateTimeFilter(field_name="created_at", lookup_expr="gte")
+    created_before = DateTimeFilter(field_name="created_at", lookup_expr="lt")
 
     class Meta:
         model = Command
