@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Iterable
+from contextlib import nullcontext
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
@@ -211,7 +212,8 @@ def command_create(
     else:
         source, user = (Command.Source.API_TOKEN if api_token else Command.Source.SYSTEM), None
     remote_start_id = payload.get("remoteStartId") if action == "RequestStartTransaction" else None
-    with transaction.atomic():
+    # One INSERT needs no transaction of its own (a remote start is two statements).
+    with transaction.atomic() if action == "RemoteStartTransaction" else nullcontext():
         command = Command.objects.create(
             charger_id=charger.pk,
             action=action,

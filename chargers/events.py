@@ -8,12 +8,14 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import os
 import re
+import threading
 from collections.abc import Awaitable, Callable
 from typing import Any
 
 from asgiref.sync import async_to_sync
-from channels.layers import get_channel_layer
+from channels.layers import InMemoryChannelLayer, get_channel_layer
 from django.db import transaction
 
 logger = logging.getLogger(__name__)
@@ -64,8 +66,27 @@ def _enqueue(send: Callable[[Any], Awaitable[None]]) -> None:
             logger.warning("event outbox full; %d live events dropped so far", dropped)
 
 
+# A process that is no server (a management command, a Celery worker, the benchmark's command
+# sender) sends through one loop of its own that lives as long as the process: the Redis layer
+# keeps its connections per loop, and a new loop per message would open new ones every time.
+_publisher: tuple[int, asyncio.AbstractEventLoop] | None = None
+_publisher_lock = threading.Lock()
+PUBLISH_TIMEOUT = 10.0
+
+
+def _publisher_loop() -> asyncio.AbstractEventLoop:
+    global _publisher
+    with _publisher_lock:
+        # A forked worker does not inherit the thread that ran its parent's loop.
+        if _publisher is None or _publisher[0] != os.getpid() or _publisher[1].is_closed():
+            loop = asyncio.new_event_loop()
+            threading.Thread(target=loop.run_forever, name="cpms-event-publisher", daemon=True).start()
+            _publisher = (os.getpid(), loop)
+        return _publisher[1]
+
+
 def _dispatch(send: Callable[[Any], Awaitable[None]]) -> None:
-    """Hand ``send(layer)`` to the server's sender task when there is one, else run it inline."""
+    """Hand ``send(layer)`` to the server's sender task when there is one, else send it now."""
     loop = _server_loop
     if loop is not None and loop.is_running() and not loop.is_closed():
         try:
@@ -81,7 +102,11 @@ def _dispatch(send: Callable[[Any], Awaitable[None]]) -> None:
     if layer is None:
         return
     try:
-        async_to_sync(send)(layer)
+        if isinstance(layer, InMemoryChannelLayer):
+            # Its queues belong to this process's loops; async_to_sync runs on the caller's.
+            async_to_sync(send)(layer)
+        else:
+            asyncio.run_coroutine_threadsafe(send(layer), _publisher_loop()).result(PUBLISH_TIMEOUT)
     except Exception:
         logger.exception("could not publish an event")
 
