@@ -115,10 +115,11 @@ def _publish(command: Command, charger: Charger, *, deliver_to: str = "") -> Non
     pk = command.pk
 
     async def send(layer: Any) -> None:
-        if deliver_to:
-            await layer.send(deliver_to, {"type": COMMAND_MESSAGE, "command": pk})
+        # The event first: the consumer's own events about the command come after it.
         await layer.group_send(organization_group, event)
         await layer.group_send(charger_group, event)
+        if deliver_to:
+            await layer.send(deliver_to, {"type": COMMAND_MESSAGE, "command": pk})
 
     events.send_after_commit(send)
 
