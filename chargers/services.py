@@ -22,7 +22,7 @@ from django.utils import timezone
 
 from cpms.models import Organization
 
-from . import events, metering, normalize, normalize2x, passwords, quirks
+from . import bulk, events, metering, normalize, normalize2x, passwords, quirks
 from .batching import FrameRow, SampleRow, StatusRow
 from .command_services import (  # noqa: F401 - commands are services of this app too
     CommandInvalid,
@@ -39,7 +39,6 @@ from .models import (
     DataTransferRecord,
     EVChargingNeeds,
     ExternalChargingLimit,
-    Frame,
     IdToken,
     IdTokenStatus,
     MeterSample,
@@ -1372,19 +1371,20 @@ def batch_write(
         samples = [r for r in samples if r.charger_pk in existing]
     with transaction.atomic():
         if frames:
-            Frame.objects.bulk_create(
+            # In bulk.FRAME_FIELDS order.
+            bulk.frames_insert(
                 [
-                    Frame(
-                        charger_id=f.charger_pk,
-                        charger_identity=_journal_text(f.charger_identity)[:48],
-                        leg=f.leg,
-                        direction=f.direction,
-                        kind=f.kind,
-                        message_id=_journal_text(f.message_id)[:64],
-                        original_message_id=_journal_text(f.original_message_id)[:64],
-                        action=_journal_text(f.action)[:64],
-                        raw=_journal_text(f.raw),
-                        timestamp=f.timestamp,
+                    (
+                        f.charger_pk,
+                        _journal_text(f.charger_identity)[:48],
+                        f.leg,
+                        f.direction,
+                        f.kind,
+                        _journal_text(f.message_id)[:64],
+                        _journal_text(f.original_message_id)[:64],
+                        _journal_text(f.action)[:64],
+                        _journal_text(f.raw),
+                        f.timestamp,
                     )
                     for f in frames
                 ]
@@ -1392,11 +1392,7 @@ def batch_write(
             _journal_publish(frames)
         if seen:
             # One statement for the whole flush, however many chargers spoke.
-            Charger.objects.bulk_update(
-                [Charger(pk=charger_pk, last_seen=moment) for charger_pk, moment in seen.items()],
-                ["last_seen"],
-                batch_size=1000,
-            )
+            bulk.last_seen_update(seen)
         if statuses:
             _statuses_write(statuses)
         if samples:

@@ -1,0 +1,49 @@
+"""Bulk writes of the hot path: what goes in comes back exactly, refusals are Django's errors, and
+a flush of last-seen times is one statement."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime, timedelta
+
+import pytest
+from django.db import IntegrityError, connection, transaction
+from django.test.utils import CaptureQueriesContext
+
+from chargers import bulk
+from chargers.models import Charger, Frame
+
+pytestmark = pytest.mark.django_db
+
+T0 = datetime(2024, 3, 1, 12, 0, 0, 123456, tzinfo=UTC)
+
+
+def row(charger_pk: int | None, raw: str, kind: int = 2, at: datetime = T0) -> tuple[object, ...]:
+    return (charger_pk, "CP-1", "charger", "in", kind, "m-1", "", "Heartbeat", raw, at)
+
+
+def test_frames_come_back_exactly_as_written(charger):
+    awkward = '[2,"m-1","DataTransfer",{"data":"tab\\there\\\\ \\"quoted\\" \\u0000 é \\n"}]\ttab\nline\\'
+    bulk.frames_insert([row(charger.pk, awkward), row(None, "[]", kind=0, at=T0 + timedelta(seconds=1))])
+    stored = list(Frame.objects.order_by("timestamp").values_list(*bulk.FRAME_FIELDS))
+    assert stored == [
+        (charger.pk, "CP-1", "charger", "in", 2, "m-1", "", "Heartbeat", awkward, T0),
+        (None, "CP-1", "charger", "in", 0, "m-1", "", "Heartbeat", "[]", T0 + timedelta(seconds=1)),
+    ]
+
+
+def test_a_frame_the_database_refuses_is_an_integrity_error(charger):
+    with pytest.raises(IntegrityError), transaction.atomic():
+        bulk.frames_insert([row(charger.pk, "[]"), row(charger.pk, "[]", kind=-1)])
+    assert not Frame.objects.exists()
+
+
+def test_last_seen_times_are_one_statement(make_charger):
+    chargers = [make_charger(f"CP-{n}") for n in range(5)]
+    untouched = make_charger("CP-QUIET")
+    seen = {c.pk: T0 + timedelta(seconds=n) for n, c in enumerate(chargers)}
+    with CaptureQueriesContext(connection) as queries:
+        bulk.last_seen_update(seen)
+    assert len(queries.captured_queries) == 1
+    assert dict(Charger.objects.filter(pk__in=seen).values_list("pk", "last_seen")) == seen
+    untouched.refresh_from_db()
+    assert untouched.last_seen is None
