@@ -78,6 +78,17 @@ class CommandRefused(Exception):
     """The command is valid but cannot be accepted now (the charger is offline, ...)."""
 
 
+class ChargerOffline(CommandRefused):
+    """The charger is offline and the command may not wait for it."""
+
+    def __init__(self, identity: str):
+        super().__init__(
+            f"{identity} is offline, so the command was not sent. Send it with "
+            "deliver_when_offline to queue it until the charger connects."
+        )
+        self.identity = identity
+
+
 def layer_spans_processes() -> bool:
     """Whether the channel layer reaches consumers in other processes (Redis) or only this one."""
     backend = str(settings.CHANNEL_LAYERS["default"]["BACKEND"])
@@ -204,10 +215,7 @@ def command_create(
     _validated(action, payload, version)
     connected = current["connected"]
     if not connected and not deliver_when_offline:
-        raise CommandRefused(
-            f"{current['identity']} is offline, so the command was not sent. Send it with "
-            "deliver_when_offline to queue it until the charger connects."
-        )
+        raise ChargerOffline(current["identity"])
     if isinstance(requested_by, User):
         source, user = Command.Source.USER, requested_by
     else:

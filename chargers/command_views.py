@@ -93,6 +93,13 @@ def row_context(request: DashboardRequest) -> dict[str, Any]:
     return {"bulk_select": request.GET.get("select") == "1" and request.tenant.is_operator}
 
 
+def offline_message(identity: str) -> str:
+    return (
+        f"{identity} is offline, so the command was not sent. "
+        f"Tick “{CommandForm.base_fields['deliver_when_offline'].label}” to queue it."
+    )
+
+
 def _charger(request: DashboardRequest, pk: int) -> Charger:
     return get_object_or_404(selectors.chargers_for(request.tenant).select_related("site"), pk=pk)
 
@@ -127,6 +134,8 @@ def charger_command(request: DashboardRequest, pk: int) -> HttpResponse:
             )
         except command_services.CommandInvalid as exc:
             form.add_error(None, exc.message)
+        except command_services.ChargerOffline as exc:
+            form.add_error(None, offline_message(exc.identity))
         except command_services.CommandRefused as exc:
             form.add_error(None, str(exc))
     if request.htmx:
@@ -193,6 +202,8 @@ def charger_bulk_command(request: DashboardRequest) -> HttpResponse:
                 deliver_when_offline=form.cleaned_data["deliver_when_offline"],
                 requested_by=request.user,
             )
+        except command_services.ChargerOffline:
+            refused.append(f"{charger.identity} (offline)")
         except (command_services.CommandRefused, command_services.CommandInvalid) as exc:
             refused.append(f"{charger.identity} ({getattr(exc, 'message', str(exc))})")
         else:

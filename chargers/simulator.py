@@ -213,6 +213,7 @@ class SimulatedCharger(Answers16):
         """One connection's life: boot, report, then heartbeats and sessions until it drops."""
         async with self.connected():
             reader = self.reader_task
+            tasks: list[asyncio.Task[Any]] = []
             try:
                 # A charger retries its boot on a timer.
                 while await self.boot() != "Accepted":  # noqa: ASYNC110
@@ -222,16 +223,17 @@ class SimulatedCharger(Answers16):
                     asyncio.create_task(self._sessions(connector))
                     for connector in range(1, self.config.connectors + 1)
                 ]
-                done, pending = await asyncio.wait(
+                done, _ = await asyncio.wait(
                     [reader, *tasks], return_when=asyncio.FIRST_COMPLETED
                 )
-                for task in pending:
-                    task.cancel()
                 for task in done:
                     if task.exception():
                         raise task.exception()  # type: ignore[misc]
             finally:
-                reader.cancel()
+                # Whatever ends the connection (even a cancel) ends what ran on it.
+                for task in [reader, *tasks, *self._follow_ups]:
+                    task.cancel()
+                await asyncio.gather(reader, *tasks, *self._follow_ups, return_exceptions=True)
 
     async def _heartbeats(self) -> None:
         while True:

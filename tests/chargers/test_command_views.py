@@ -318,7 +318,10 @@ def test_an_offline_charger_refuses_unless_the_command_may_wait(operator, cp16):
     Charger.objects.filter(pk=cp16.pk).update(connected=False)
     response = post(operator, cp16, "reset", {"type": "Soft"})
     page = response.content.decode()
-    assert "CP-16 is offline, so the command was not sent." in page
+    assert (
+        "CP-16 is offline, so the command was not sent. Tick “If offline, send when it connects” to queue it."
+        in page
+    )
     assert 'role="alert"' in page
     assert not Command.objects.exists()
     post(operator, cp16, "reset", {"type": "Soft", "deliver_when_offline": "on"})
@@ -414,7 +417,7 @@ def test_a_bulk_reset_goes_to_each_selected_charger_in_its_version(
     assert sent == {"CP-16": {"type": "Hard"}, "CP-201": {"type": "Immediate"}}
     page = operator.get("/chargers/").content.decode()
     assert "Reset (hard) sent to 2 chargers: CP-16, CP-201." in page
-    assert "Reset (hard) not sent to CP-OFF (CP-OFF is offline" in page
+    assert "Reset (hard) not sent to CP-OFF (offline)" in page
 
 
 def test_a_bulk_trigger_may_wait_for_offline_chargers(operator, make_charger):

@@ -1,0 +1,244 @@
+"""Commands from the dashboard in a real browser against the real server: an operator sends a
+command from a charger's page and watches its answer arrive live; forms show their errors;
+bulk commands go out from the chargers list. The chargers are simulated ones (chargers.simulator)
+that answer like real ones."""
+
+from __future__ import annotations
+
+import asyncio
+import random
+import threading
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from typing import Any
+
+import pytest
+from playwright.sync_api import Page, expect
+
+from chargers.models import Charger, Command, Connector, Session
+from chargers.simulator import FleetConfig, SimulatedCharger, SimulatedCharger201, Stats
+from cpms.models import Organization, Role
+from tests.conftest import CHARGER_PASSWORD, ServerProcess
+from tests.e2e.test_dashboard import (  # noqa: F401 - the browser fixtures of the dashboard tests
+    LIVE,
+    _orm_beside_playwright,
+    assert_not_reloaded,
+    browser,
+    browser_context_args,
+    make_user,
+    mark_page,
+    playwright,
+    sign_in,
+    wait_live,
+)
+
+pytestmark = [pytest.mark.e2e, pytest.mark.django_db(transaction=True)]
+
+
+def until(check: Any, timeout: float = LIVE / 1000) -> Any:
+    deadline = time.monotonic() + timeout
+    while not (result := check()):
+        if time.monotonic() > deadline:
+            raise AssertionError(f"still not true after {timeout}s")
+        time.sleep(0.05)
+    return result
+
+
+@contextmanager
+def simulated(server: ServerProcess, charger: Charger, protocol: str = "ocpp1.6") -> Iterator[Any]:
+    """A simulated charger on a loop of its own, booted and reporting; it starts no session itself."""
+    config = FleetConfig(
+        url=server.ocpp_url,
+        password=CHARGER_PASSWORD,
+        connectors=2,
+        sessions_per_hour=0,
+        meter_interval=1,
+        session_minutes=30,
+        id_tags=["TAG-OK"],
+        reconnect=False,
+        protocol=protocol,
+    )
+    cls = SimulatedCharger if protocol == "ocpp1.6" else SimulatedCharger201
+    sim = cls(charger.identity, config, Stats(), random.Random(2))
+    loop = asyncio.new_event_loop()
+    thread = threading.Thread(target=loop.run_forever, daemon=True)
+    thread.start()
+    stop = asyncio.Event()
+
+    async def run() -> None:
+        task = asyncio.create_task(sim.run_once())
+        await stop.wait()
+        task.cancel()  # closes its socket on the way out
+        await asyncio.gather(task, return_exceptions=True)
+
+    running = asyncio.run_coroutine_threadsafe(run(), loop)
+    try:
+        until(
+            lambda: Connector.objects.filter(
+                charger=charger, connector_id=2, status="Available"
+            ).exists()
+        )
+        yield sim
+    finally:
+        loop.call_soon_threadsafe(stop.set)
+        running.result(timeout=15)
+        loop.call_soon_threadsafe(loop.stop)
+        thread.join(timeout=10)
+        loop.close()
+
+
+def open_charger(page: Page, charger: Charger) -> None:
+    page.goto(f"/chargers/{charger.pk}/")
+    wait_live(page)
+    mark_page(page)
+
+
+def command_form(page: Page, title: str) -> Any:
+    return page.get_by_role("form", name=title)
+
+
+def sent_row(page: Page, action: str) -> Any:
+    return page.locator(f"#charger-command-list tr[data-action='{action}']").first
+
+
+def test_an_operator_resets_a_charger_and_sees_its_answer_live(
+    server: ServerProcess, page: Page, organization: Organization, charger: Charger
+) -> None:
+    make_user("olga", organization, Role.OPERATOR)
+    sign_in(page, "olga")
+    with simulated(server, charger):
+        open_charger(page, charger)
+        reset = command_form(page, "Reset")
+        reset.get_by_label("Type").select_option("Hard")
+        reset.get_by_role("button", name="Reset").click()
+        expect(page.get_by_role("status").filter(has_text="Reset sent to CP-1.")).to_be_visible()
+        expect(sent_row(page, "Reset").locator("[data-command-state]")).to_have_text(
+            "accepted", timeout=LIVE
+        )
+        expect(sent_row(page, "Reset")).to_contain_text("olga")
+        until(
+            lambda: Command.objects.filter(
+                action="Reset", payload={"type": "Hard"}, state="accepted"
+            ).exists()
+        )
+
+        get = command_form(page, "Get configuration")
+        get.get_by_label("Keys").fill("HeartbeatInterval, NumberOfConnectors")
+        get.get_by_role("button", name="Get").click()
+        configuration = page.locator("table.configuration")
+        expect(configuration).to_contain_text("HeartbeatInterval", timeout=LIVE)
+        expect(configuration).to_contain_text("NumberOfConnectors")
+    assert_not_reloaded(page)
+
+
+def test_a_remote_start_from_the_page_starts_a_session_that_shows_live(
+    server: ServerProcess, page: Page, organization: Organization, charger: Charger, id_token: Any
+) -> None:
+    make_user("olga", organization, Role.OPERATOR)
+    sign_in(page, "olga")
+    with simulated(server, charger):
+        open_charger(page, charger)
+        start = command_form(page, "Remote start")
+        start.get_by_label("Id tag").fill("TAG-OK")
+        start.get_by_label("Connector").fill("2")
+        start.get_by_role("button", name="Start").click()
+        expect(
+            sent_row(page, "RemoteStartTransaction").locator("[data-command-state]")
+        ).to_have_text("accepted", timeout=LIVE)
+        session = until(lambda: Session.objects.filter(charger=charger, state="Active").first())
+        expect(page.locator("#charger-active")).to_contain_text(
+            session.transaction_id, timeout=LIVE
+        )
+
+        # The running session is offered for a remote stop once the page is loaded again.
+        open_charger(page, charger)
+        stop = command_form(page, "Remote stop")
+        stop.get_by_label("Session").select_option(session.transaction_id)
+        stop.get_by_role("button", name="Stop").click()
+        expect(
+            sent_row(page, "RemoteStopTransaction").locator("[data-command-state]")
+        ).to_have_text("accepted", timeout=LIVE)
+        ended = until(lambda: Session.objects.filter(pk=session.pk, state="Completed").first())
+    assert ended.stop_reason == "Remote"
+    assert Command.objects.get(action="RemoteStartTransaction").session_id == session.pk
+
+
+def test_forms_show_their_errors_and_send_nothing(
+    server: ServerProcess, page: Page, organization: Organization, charger: Charger
+) -> None:
+    make_user("olga", organization, Role.OPERATOR)
+    sign_in(page, "olga")
+    with simulated(server, charger):
+        open_charger(page, charger)
+        change = command_form(page, "Change configuration")
+        change.get_by_label("Value").fill("60")
+        change.get_by_role("button", name="Change").click()
+        expect(command_form(page, "Change configuration").get_by_role("alert")).to_have_text(
+            "This field is required."
+        )
+        unlock = command_form(page, "Unlock connector")
+        unlock.get_by_label("Connector").fill("0")
+        unlock.get_by_role("button", name="Unlock").click()
+        expect(command_form(page, "Unlock connector").get_by_role("alert")).to_contain_text(
+            "greater than or equal to 1"
+        )
+    # Once the charger is gone, a command that may not wait is refused and says why.
+    until(lambda: not Charger.objects.get(pk=charger.pk).connected)
+    open_charger(page, charger)
+    command_form(page, "Clear the authorization cache").get_by_role(
+        "button", name="Clear cache"
+    ).click()
+    expect(command_form(page, "Clear the authorization cache").get_by_role("alert")).to_have_text(
+        "CP-1 is offline, so the command was not sent. Tick “If offline, send when it connects” to queue it."
+    )
+    assert not Command.objects.exists()
+
+
+def test_variables_of_a_201_charger_are_set_and_read_from_the_page(
+    server: ServerProcess, page: Page, organization: Organization, charger: Charger
+) -> None:
+    make_user("olga", organization, Role.OPERATOR)
+    sign_in(page, "olga")
+    with simulated(server, charger, "ocpp2.0.1"):
+        open_charger(page, charger)
+        expect(command_form(page, "Get configuration")).to_have_count(0)
+        set_ = command_form(page, "Set a variable")
+        set_.get_by_label("Component").fill("OCPPCommCtrlr")
+        set_.get_by_label("Variable").fill("HeartbeatInterval")
+        set_.get_by_label("Value").fill("45")
+        set_.get_by_role("button", name="Set").click()
+        expect(sent_row(page, "SetVariables").locator("[data-command-state]")).to_have_text(
+            "answered", timeout=LIVE
+        )
+        get = command_form(page, "Get a variable")
+        get.get_by_label("Component").fill("OCPPCommCtrlr")
+        get.get_by_label("Variable").fill("HeartbeatInterval")
+        get.get_by_role("button", name="Get").click()
+        row = sent_row(page, "GetVariables")
+        expect(row.locator("[data-command-state]")).to_have_text("answered", timeout=LIVE)
+        row.get_by_text("Answer", exact=True).click()
+        expect(row.locator("[data-command-answer] pre")).to_contain_text('"attributeValue": "45"')
+
+
+def test_a_bulk_command_goes_to_the_selected_chargers(
+    server: ServerProcess, page: Page, organization: Organization, make_charger: Any
+) -> None:
+    first, second, third = make_charger("CP-1"), make_charger("CP-2"), make_charger("CP-3")
+    make_user("olga", organization, Role.OPERATOR)
+    sign_in(page, "olga")
+    with simulated(server, first), simulated(server, second, "ocpp2.0.1"):
+        page.goto("/chargers/")
+        page.get_by_label("Select CP-1").check()
+        page.get_by_label("Select CP-2").check()
+        page.get_by_label("Command to the selected chargers").select_option(
+            label="Trigger StatusNotification"
+        )
+        page.get_by_role("button", name="Send").click()
+        expect(
+            page.get_by_role("status").filter(
+                has_text="Trigger StatusNotification sent to 2 chargers: CP-1, CP-2."
+            )
+        ).to_be_visible()
+        until(lambda: Command.objects.filter(state="accepted").count() == 2)
+    assert not Command.objects.filter(charger=third).exists()
