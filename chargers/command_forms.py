@@ -39,6 +39,11 @@ def _choices(values: list[str]) -> list[tuple[str, str]]:
     return [(value, value) for value in values]
 
 
+def _choose(field: forms.Field, choices: list[tuple[Any, str]]) -> None:
+    assert isinstance(field, forms.ChoiceField)
+    field.choices = choices
+
+
 class CommandForm(forms.Form):
     """One operation on one charger; ``command()`` gives its (action, payload)."""
 
@@ -76,10 +81,11 @@ class ResetForm(CommandForm):
     type = forms.ChoiceField(label="Type")
 
     def adapt(self) -> None:
-        self.fields["type"].choices = (
+        _choose(
+            self.fields["type"],
             [("Soft", "Soft (restart the software)"), ("Hard", "Hard (reboot)")]
             if self.v16
-            else [("OnIdle", "When idle"), ("Immediate", "Immediately")]
+            else [("OnIdle", "When idle"), ("Immediate", "Immediately")],
         )
 
     def command(self) -> tuple[str, dict[str, Any]]:
@@ -161,13 +167,16 @@ class RemoteStopForm(CommandForm):
         active = Session.objects.filter(charger=self.charger, state=SessionState.ACTIVE).order_by(
             "connector_number"
         )
-        self.fields["session"].choices = [
-            (
-                s.transaction_id,
-                f"Connector {s.connector_number}: {s.transaction_id} ({s.id_tag or 'no tag'})",
-            )
-            for s in active
-        ]
+        _choose(
+            self.fields["session"],
+            [
+                (
+                    s.transaction_id,
+                    f"Connector {s.connector_number}: {s.transaction_id} ({s.id_tag or 'no tag'})",
+                )
+                for s in active
+            ],
+        )
         if not active:
             self.fields["session"].help_text = "No session is running."
 
@@ -216,7 +225,7 @@ class TriggerMessageForm(CommandForm):
     connector = forms.IntegerField(min_value=1, max_value=999, required=False, label="Connector")
 
     def adapt(self) -> None:
-        self.fields["message"].choices = _choices(TRIGGERS_16 if self.v16 else TRIGGERS_2X)
+        _choose(self.fields["message"], _choices(TRIGGERS_16 if self.v16 else TRIGGERS_2X))
         if not self.v16:
             self.fields["connector"].label = "EVSE"
 
@@ -356,7 +365,5 @@ class BulkCommandForm(forms.Form):
 
     def __init__(self, *args: Any, chargers: Any, **kwargs: Any):
         super().__init__(*args, **kwargs)
-        self.fields["chargers"].choices = [
-            (pk, identity) for pk, identity in chargers.values_list("pk", "identity")
-        ]
+        _choose(self.fields["chargers"], list(chargers.values_list("pk", "identity")))
         self.fields["chargers"].error_messages["required"] = "Select at least one charger."

@@ -19,10 +19,10 @@ import uuid
 from dataclasses import dataclass, field
 from typing import Any
 
-from channels.db import database_sync_to_async
 from django.conf import settings
 
-from . import command_services, protocol
+from . import command_services, dbpool, protocol
+from .dbpool import background_sync_to_async, database_sync_to_async
 from .models import Frame
 
 logger = logging.getLogger(__name__)
@@ -90,9 +90,10 @@ class CommandSender:
         when it has to wait behind another CALL."""
         behind = self.busy
         if self._submit(command_pk) and behind:
-            await database_sync_to_async(command_services.command_mark_queued)(
-                command_pk=command_pk
-            )
+            # The poll calls this from a task of no charger: the row is this charger's.
+            with dbpool.charger_calls(self.consumer.charger_identity):
+                mark = database_sync_to_async(command_services.command_mark_queued)
+            await mark(command_pk=command_pk)
 
     async def _run(self) -> None:
         while True:
@@ -215,7 +216,7 @@ async def _poll() -> None:
         if not _senders:
             continue
         try:
-            found = await database_sync_to_async(command_services.commands_requested_on)(
+            found = await background_sync_to_async(command_services.commands_requested_on)(
                 channels=frozenset(_senders)
             )
             for command_pk, channel in found:

@@ -106,7 +106,10 @@ def _dispatch(send: Callable[[Any], Awaitable[None]]) -> None:
             # Its queues belong to this process's loops; async_to_sync runs on the caller's.
             async_to_sync(send)(layer)
         else:
-            asyncio.run_coroutine_threadsafe(send(layer), _publisher_loop()).result(PUBLISH_TIMEOUT)
+            async def publish() -> None:
+                await send(layer)
+
+            asyncio.run_coroutine_threadsafe(publish(), _publisher_loop()).result(PUBLISH_TIMEOUT)
     except Exception:
         logger.exception("could not publish an event")
 
