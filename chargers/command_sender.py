@@ -40,6 +40,7 @@ class Flight:
     command_pk: int
     message_id: str
     action: str
+    payload: dict[str, Any]
     answered: asyncio.Future[None] = field(
         default_factory=lambda: asyncio.get_running_loop().create_future()
     )
@@ -51,6 +52,11 @@ class CommandSender:
     def __init__(self, consumer: Any, *, charger_pk: int, version: str):
         self.consumer = consumer
         self.charger_pk = charger_pk
+        self.charger = command_services.Holder(
+            pk=charger_pk,
+            identity=consumer.connection.identity,
+            organization_id=consumer.connection.organization_pk,
+        )
         self.version = version
         self.channel_name: str = consumer.channel_name
         self._waiting: list[int] = []  # a heap: oldest command first
@@ -93,7 +99,7 @@ class CommandSender:
             # The poll calls this from a task of no charger: the row is this charger's.
             with dbpool.charger_calls(self.consumer.charger_identity):
                 mark = database_sync_to_async(command_services.command_mark_queued)
-            await mark(command_pk=command_pk)
+            await mark(command_pk=command_pk, charger=self.charger)
 
     async def _run(self) -> None:
         while True:
@@ -118,7 +124,7 @@ class CommandSender:
         try:
             claim = await database_sync_to_async(command_services.command_claim)(
                 command_pk=command_pk,
-                charger_pk=self.charger_pk,
+                charger=self.charger,
                 version=self.version,
                 message_id=message_id,
             )
@@ -127,7 +133,7 @@ class CommandSender:
         if claim is None:
             return
         dispatcher = self.consumer.dispatcher
-        flight = Flight(command_pk, message_id, claim.action)
+        flight = Flight(command_pk, message_id, claim.action, claim.payload)
         self.flight = flight
         try:
             dispatcher.pending[message_id] = claim.action
@@ -142,7 +148,11 @@ class CommandSender:
             except TimeoutError:
                 if dispatcher.pending.pop(message_id, None) is not None:
                     await database_sync_to_async(command_services.command_timeout)(
-                        command_pk=command_pk, message_id=message_id, seconds=timeout
+                        command_pk=command_pk,
+                        charger=self.charger,
+                        action=claim.action,
+                        message_id=message_id,
+                        seconds=timeout,
                     )
                 else:
                     # The answer arrived just now; receive() is recording it.
@@ -161,6 +171,9 @@ class CommandSender:
         try:
             await database_sync_to_async(command_services.command_answer_record)(
                 command_pk=flight.command_pk,
+                charger=self.charger,
+                action=flight.action,
+                payload=flight.payload,
                 message_id=message_id,
                 version=self.version,
                 answer=answer,
@@ -189,10 +202,9 @@ class CommandSender:
             self.consumer.dispatcher.pending.pop(in_flight[1], None)
         try:
             await database_sync_to_async(command_services.commands_connection_closed)(
-                charger_pk=self.charger_pk,
+                charger=self.charger,
                 channel_name=self.channel_name,
-                in_flight_pk=in_flight[0] if in_flight else None,
-                message_id=in_flight[1] if in_flight else "",
+                in_flight=in_flight,
             )
         except Exception:
             # The sweep puts the rows right later; the disconnect itself must go on.

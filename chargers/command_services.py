@@ -292,29 +292,55 @@ class Claim:
     payload: dict[str, Any]
 
 
-def _move(command: Command, target: CommandState, **fields: Any) -> bool:
-    """Apply a transition to a row locked by the caller; False if the machine refuses it."""
+@dataclass(frozen=True, slots=True)
+class Holder:
+    """The charger a connection holds, as its command events name it."""
+
+    pk: int
+    identity: str
+    organization_id: int
+
+
+def _move(command: Command, target: CommandState, charger: Any, **fields: Any) -> bool:
+    """Move a command on from the state it was read in, in one conditional UPDATE (no lock is
+    held): False when the machine refuses the move, or when someone moved it first.
+
+    ``charger`` names the command's charger for the event (a Charger or a Holder).
+    """
     try:
-        command.state = transition(command.state, target)
+        state = transition(command.state, target)
     except IllegalTransition as exc:
         logger.info("command %s: %s", command.pk, exc)
         return False
-    now = timezone.now()
     if target in FINISHED:
-        fields.setdefault("finished_at", now)
+        fields.setdefault("finished_at", timezone.now())
+    match = {"message_id": command.message_id} if command.state == CommandState.SENT else {}
+    moved = Command.objects.filter(pk=command.pk, state=command.state, **match).update(
+        state=state, **fields
+    )
+    if not moved:
+        return False
+    command.state = state
     for name, value in fields.items():
         setattr(command, name, value)
-    command.save(update_fields=["state", *fields])
-    _publish(command, command.charger)
+    _publish(command, charger)
     return True
 
 
-def _locked(command_pk: int, **filters: Any) -> Command | None:
-    return (
-        Command.objects.select_for_update()
-        .select_related("charger")
-        .filter(pk=command_pk, **filters)
-        .first()
+def _sent(
+    command_pk: int, charger: Holder, action: str, payload: dict[str, Any], message_id: str
+) -> Command:
+    """A sent command as its connection knows it, without reading the row."""
+    return Command(
+        pk=command_pk,
+        charger_id=charger.pk,
+        action=action,
+        payload=payload,
+        state=CommandState.SENT,
+        message_id=message_id,
+        remote_start_id=payload.get("remoteStartId")
+        if action == "RequestStartTransaction"
+        else None,
     )
 
 
@@ -327,91 +353,120 @@ def commands_waiting(*, charger_pk: int) -> list[int]:
     )
 
 
-def command_mark_queued(*, command_pk: int) -> bool:
+def command_mark_queued(*, command_pk: int, charger: Holder) -> bool:
     """A requested command now waits in its connection's queue behind another CALL."""
-    with transaction.atomic():
-        command = _locked(command_pk, state=CommandState.REQUESTED)
-        return command is not None and _move(command, CommandState.QUEUED)
+    command = (
+        Command.objects.filter(pk=command_pk, charger_id=charger.pk, state=CommandState.REQUESTED)
+        .only("pk", "action", "state", "message_id", "response_status", "error_code")
+        .first()
+    )
+    return command is not None and _move(command, CommandState.QUEUED, charger)
 
 
 def command_claim(
-    *, command_pk: int, charger_pk: int, version: str, message_id: str
+    *, command_pk: int, charger: Holder, version: str, message_id: str
 ) -> Claim | None:
     """Mark a waiting command of this charger sent with ``message_id``; None when it is not
     waiting (any more) or not this charger's."""
-    with transaction.atomic():
-        command = _locked(command_pk, charger_id=charger_pk, state__in=list(WAITING))
-        if command is None:
-            return None
-        if command.ocpp_version != version:
-            _move(
-                command,
-                CommandState.FAILED,
-                error_code="VersionChanged",
-                error_description=(
-                    f"The charger now speaks OCPP {version}; the command was made for "
-                    f"OCPP {command.ocpp_version}."
-                ),
-            )
-            return None
-        _move(command, CommandState.SENT, message_id=message_id, sent_at=timezone.now())
-        return Claim(command_pk=command.pk, action=command.action, payload=command.payload)
+    command = (
+        Command.objects.filter(pk=command_pk, charger_id=charger.pk, state__in=list(WAITING))
+        .only(
+            "pk",
+            "action",
+            "payload",
+            "ocpp_version",
+            "state",
+            "message_id",
+            "response_status",
+            "error_code",
+        )
+        .first()
+    )
+    if command is None:
+        return None
+    if command.ocpp_version != version:
+        _move(
+            command,
+            CommandState.FAILED,
+            charger,
+            error_code="VersionChanged",
+            error_description=(
+                f"The charger now speaks OCPP {version}; the command was made for "
+                f"OCPP {command.ocpp_version}."
+            ),
+        )
+        return None
+    if not _move(
+        command, CommandState.SENT, charger, message_id=message_id, sent_at=timezone.now()
+    ):
+        return None
+    return Claim(command_pk=command.pk, action=command.action, payload=command.payload)
 
 
 def command_answer_record(
     *,
     command_pk: int,
+    charger: Holder,
+    action: str,
+    payload: dict[str, Any],
     message_id: str,
     version: str,
     answer: protocol.CallResult | protocol.CallError,
 ) -> str:
     """Record the charger's answer to a sent command, with what the answer tells us; returns the
-    command's state (unchanged when the command is no longer waiting for this answer)."""
+    command's new state ("" when the command no longer waits for this answer)."""
+    command = _sent(command_pk, charger, action, payload, message_id)
     now = timezone.now()
-    with transaction.atomic():
-        command = _locked(command_pk, message_id=message_id)
-        if command is None:
-            return ""
-        if isinstance(answer, protocol.CallError):
-            _move(
-                command,
-                CommandState.ERROR,
-                answered_at=now,
-                error_code=answer.code[:50],
-                error_description=answer.description,
-                response=answer.details or None,
-            )
-            return command.state
-        try:
-            protocol.validate(
-                protocol.CALLRESULT, command.action, answer.payload, version, message_id
-            )
-        except protocol.FrameError as exc:
-            _move(
-                command,
-                CommandState.ERROR,
-                answered_at=now,
-                response=answer.payload,
-                error_code=exc.code,
-                error_description=f"The charger's answer does not match the schema: {exc.description}",
-            )
-            return command.state
-        state, status = outcome(answer.payload)
-        if _move(command, state, answered_at=now, response=answer.payload, response_status=status):
-            _answer_effects(command)
-        return command.state
-
-
-def command_timeout(*, command_pk: int, message_id: str, seconds: float) -> bool:
-    """The charger did not answer a sent command in time."""
-    with transaction.atomic():
-        command = _locked(command_pk, message_id=message_id, state=CommandState.SENT)
-        return command is not None and _move(
-            command,
-            CommandState.TIMEOUT,
-            error_code="Timeout",
-            error_description=f"The charger did not answer within {seconds:g} s.",
+    if isinstance(answer, protocol.CallError):
+        target, fields = (
+            CommandState.ERROR,
+            {
+                "answered_at": now,
+                "error_code": answer.code[:50],
+                "error_description": answer.description,
+                "response": answer.details or None,
+            },
         )
+    else:
+        try:
+            protocol.validate(protocol.CALLRESULT, action, answer.payload, version, message_id)
+        except protocol.FrameError as exc:
+            target, fields = (
+                CommandState.ERROR,
+                {
+                    "answered_at": now,
+                    "response": answer.payload,
+                    "error_code": exc.code,
+                    "error_description": f"The charger's answer does not match the schema: {exc.description}",
+                },
+            )
+        else:
+            state, status = outcome(answer.payload)
+            target, fields = (
+                state,
+                {"answered_at": now, "response": answer.payload, "response_status": status},
+            )
+    effects = target != CommandState.ERROR and action in _EFFECTS
+    # What the answer tells us is kept with the answer, or not at all.
+    with transaction.atomic() if effects else nullcontext():
+        if not _move(command, target, charger, **fields):
+            return ""
+        if effects:
+            _EFFECTS[action](command)
+    return command.state
+
+
+def command_timeout(
+    *, command_pk: int, charger: Holder, action: str, message_id: str, seconds: float
+) -> bool:
+    """The charger did not answer a sent command in time."""
+    return _move(
+        _sent(command_pk, charger, action, {}, message_id),
+        CommandState.TIMEOUT,
+        charger,
+        error_code="Timeout",
+        error_description=f"The charger did not answer within {seconds:g} s.",
+    )
 
 
 def _offline(command: Command, reason: str) -> bool:
@@ -419,38 +474,50 @@ def _offline(command: Command, reason: str) -> bool:
     if command.deliver_when_offline:
         if command.state == CommandState.QUEUED:
             return False
-        return _move(command, CommandState.QUEUED)
-    return _move(command, CommandState.FAILED, error_code="Offline", error_description=reason)
+        return _move(command, CommandState.QUEUED, command.charger)
+    return _move(
+        command,
+        CommandState.FAILED,
+        command.charger,
+        error_code="Offline",
+        error_description=reason,
+    )
 
 
 def commands_connection_closed(
-    *, charger_pk: int, channel_name: str, in_flight_pk: int | None, message_id: str = ""
+    *,
+    charger: Holder,
+    channel_name: str,
+    in_flight: tuple[int, str] | None,
 ) -> None:
-    """A charger's connection closed: the CALL in flight failed (its answer can never come), and
-    the commands waiting for the charger stay queued if they may wait, else they failed.
+    """A charger's connection closed: the CALL in flight (command, message id) failed, as its
+    answer can never come, and the commands waiting for the charger stay queued if they may
+    wait, else they failed.
 
     Called before the connection is marked closed. When a newer connection already holds the
     charger, the waiting commands are left to it.
     """
-    with transaction.atomic():
-        if in_flight_pk is not None:
-            command = _locked(in_flight_pk, message_id=message_id, state=CommandState.SENT)
-            if command is not None:
-                _move(
-                    command,
-                    CommandState.FAILED,
-                    error_code="ConnectionClosed",
-                    error_description="The connection closed before the charger answered.",
-                )
-        if not Charger.objects.filter(pk=charger_pk, channel_name=channel_name).exists():
-            return
-        for command in (
-            Command.objects.select_for_update()
-            .select_related("charger")
-            .filter(charger_id=charger_pk, state__in=list(WAITING))
-            .order_by("id")
-        ):
-            _offline(command, "The charger disconnected before the command was sent.")
+    if in_flight is not None:
+        command_pk, message_id = in_flight
+        command = Command.objects.filter(
+            pk=command_pk, message_id=message_id, state=CommandState.SENT
+        ).first()
+        if command is not None:
+            _move(
+                command,
+                CommandState.FAILED,
+                charger,
+                error_code="ConnectionClosed",
+                error_description="The connection closed before the charger answered.",
+            )
+    if not Charger.objects.filter(pk=charger.pk, channel_name=channel_name).exists():
+        return
+    for command in (
+        Command.objects.select_related("charger")
+        .filter(charger_id=charger.pk, state__in=list(WAITING))
+        .order_by("id")
+    ):
+        _offline(command, "The charger disconnected before the command was sent.")
 
 
 def commands_requested_on(*, channels: frozenset[str]) -> list[tuple[int, str]]:
@@ -492,59 +559,57 @@ def commands_sweep(*, now: datetime | None = None) -> SweepResult:
     stale_sent = now - timedelta(seconds=2 * call_timeout + SWEEP_GRACE_SECONDS)
     stale_requested = now - timedelta(seconds=2 * call_timeout + SWEEP_GRACE_SECONDS)
     stale_queued = now - timedelta(seconds=settings.CPMS_COMMAND_QUEUE_TTL)
-    with transaction.atomic():
-        for command in _for_update(state=CommandState.SENT, sent_at__lt=stale_sent):
-            timed_out += _move(
-                command,
-                CommandState.TIMEOUT,
-                error_code="Timeout",
-                error_description="No answer was recorded; the connection that sent it is gone.",
-            )
-        for command in _for_update(state=CommandState.REQUESTED, charger__connected=False):
-            if _offline(command, "The charger went offline before the command was sent."):
-                queued += command.state == CommandState.QUEUED
-                failed += command.state == CommandState.FAILED
-        for command in _for_update(state=CommandState.REQUESTED, created_at__lt=stale_requested):
-            timed_out += _move(
-                command,
-                CommandState.TIMEOUT,
-                error_code="NotDelivered",
-                error_description="The charger's connection never took the command.",
-            )
-        for command in _for_update(state=CommandState.QUEUED, created_at__lt=stale_queued):
-            timed_out += _move(
-                command,
-                CommandState.TIMEOUT,
-                error_code="NotDelivered",
-                error_description=(
-                    f"The charger did not connect within {settings.CPMS_COMMAND_QUEUE_TTL} s."
-                ),
-            )
-        waiting: dict[int, tuple[Charger, list[int]]] = {}
-        for command in (
-            Command.objects.select_related("charger")
-            .filter(
-                state__in=list(WAITING),
-                charger__connected=True,
-                created_at__lt=now - timedelta(seconds=REDELIVER_AFTER_SECONDS),
-            )
-            .order_by("id")[:5000]
-        ):
-            waiting.setdefault(command.charger_id, (command.charger, []))[1].append(command.pk)
-        for charger, pks in waiting.values():
-            if reachable(charger.channel_name):
-                _deliver(charger, pks)
-                redelivered += len(pks)
+    # Each move is one conditional UPDATE: a connection moving the same row first wins.
+    for command in _rows(state=CommandState.SENT, sent_at__lt=stale_sent):
+        timed_out += _move(
+            command,
+            CommandState.TIMEOUT,
+            command.charger,
+            error_code="Timeout",
+            error_description="No answer was recorded; the connection that sent it is gone.",
+        )
+    for command in _rows(state=CommandState.REQUESTED, charger__connected=False):
+        if _offline(command, "The charger went offline before the command was sent."):
+            queued += command.state == CommandState.QUEUED
+            failed += command.state == CommandState.FAILED
+    for command in _rows(state=CommandState.REQUESTED, created_at__lt=stale_requested):
+        timed_out += _move(
+            command,
+            CommandState.TIMEOUT,
+            command.charger,
+            error_code="NotDelivered",
+            error_description="The charger's connection never took the command.",
+        )
+    for command in _rows(state=CommandState.QUEUED, created_at__lt=stale_queued):
+        timed_out += _move(
+            command,
+            CommandState.TIMEOUT,
+            command.charger,
+            error_code="NotDelivered",
+            error_description=(
+                f"The charger did not connect within {settings.CPMS_COMMAND_QUEUE_TTL} s."
+            ),
+        )
+    waiting: dict[int, tuple[Charger, list[int]]] = {}
+    for command in (
+        Command.objects.select_related("charger")
+        .filter(
+            state__in=list(WAITING),
+            charger__connected=True,
+            created_at__lt=now - timedelta(seconds=REDELIVER_AFTER_SECONDS),
+        )
+        .order_by("id")[:5000]
+    ):
+        waiting.setdefault(command.charger_id, (command.charger, []))[1].append(command.pk)
+    for charger, pks in waiting.values():
+        if reachable(charger.channel_name):
+            _deliver(charger, pks)
+            redelivered += len(pks)
     return SweepResult(timed_out=timed_out, failed=failed, queued=queued, redelivered=redelivered)
 
 
-def _for_update(**filters: Any) -> list[Command]:
-    return list(
-        Command.objects.select_for_update()
-        .select_related("charger")
-        .filter(**filters)
-        .order_by("id")[:1000]
-    )
+def _rows(**filters: Any) -> list[Command]:
+    return list(Command.objects.select_related("charger").filter(**filters).order_by("id")[:1000])
 
 
 # --- What an answer tells us -------------------------------------------------------------------------
@@ -591,15 +656,20 @@ def _get_configuration(command: Command) -> None:
 def _change_configuration(command: Command) -> None:
     if command.state != CommandState.ACCEPTED:
         return
-    ChargerConfigurationKey.objects.update_or_create(
-        charger_id=command.charger_id,
-        key=str(command.payload["key"])[:50],
-        defaults={
-            "value": str(command.payload["value"])[:500],
-            "has_value": True,
-            "reported_at": command.answered_at or timezone.now(),
-            "command": command,
-        },
+    ChargerConfigurationKey.objects.bulk_create(
+        [
+            ChargerConfigurationKey(
+                charger_id=command.charger_id,
+                key=str(command.payload["key"])[:50],
+                value=str(command.payload["value"])[:500],
+                has_value=True,
+                reported_at=command.answered_at or timezone.now(),
+                command=command,
+            )
+        ],
+        update_conflicts=True,
+        unique_fields=["charger", "key"],
+        update_fields=["value", "has_value", "reported_at", "command"],
     )
 
 
@@ -629,12 +699,15 @@ def _device_values(
                 charger_id=command.charger_id, key__in=list(refs)
             ).values_list("key", "pk")
         )
-    for ref, attribute_type, value in values:
-        DeviceVariableAttribute.objects.update_or_create(
-            variable_id=existing[ref.key],
-            type=attribute_type,
-            defaults={"value": value, "has_value": True},
-        )
+    DeviceVariableAttribute.objects.bulk_create(
+        [
+            DeviceVariableAttribute(variable_id=existing[ref.key], type=attribute_type, value=value)
+            for ref, attribute_type, value in values
+        ],
+        update_conflicts=True,
+        unique_fields=["variable", "type"],
+        update_fields=["value", "has_value"],
+    )
 
 
 def _get_variables(command: Command) -> None:

@@ -228,9 +228,15 @@ def test_a_command_that_succeeded_or_is_under_way_is_not_retried(online, state):
 # --- The connection's steps ------------------------------------------------------------------------
 
 
+def holder(charger: Charger) -> command_services.Holder:
+    return command_services.Holder(
+        pk=charger.pk, identity=charger.identity, organization_id=charger.organization_id
+    )
+
+
 def claim(command: Command, charger: Charger, version: str = "1.6", message_id: str = "m-1") -> Any:
     return command_services.command_claim(
-        command_pk=command.pk, charger_pk=charger.pk, version=version, message_id=message_id
+        command_pk=command.pk, charger=holder(charger), version=version, message_id=message_id
     )
 
 
@@ -247,15 +253,21 @@ def test_a_claim_marks_the_command_sent_once(online, make_charger):
 
 def test_a_requested_command_behind_another_is_marked_queued_then_sent(online):
     command = create(online)
-    assert command_services.command_mark_queued(command_pk=command.pk)
-    assert not command_services.command_mark_queued(command_pk=command.pk)
+    assert command_services.command_mark_queued(command_pk=command.pk, charger=holder(online))
+    assert not command_services.command_mark_queued(command_pk=command.pk, charger=holder(online))
     assert claim(command, online) is not None
     assert Command.objects.get(pk=command.pk).state == "sent"
 
 
 def record(command: Command, answer: Any, message_id: str = "m-1", version: str = "1.6") -> str:
     return command_services.command_answer_record(
-        command_pk=command.pk, message_id=message_id, version=version, answer=answer
+        command_pk=command.pk,
+        charger=holder(command.charger),
+        action=command.action,
+        payload=command.payload,
+        message_id=message_id,
+        version=version,
+        answer=answer,
     )
 
 
@@ -267,7 +279,7 @@ def test_answers_are_recorded_once(online):
     )
     assert record(command, protocol.CallResult("m-1", {"status": "Rejected"})) == "rejected"
     # A second answer to the same CALL changes nothing.
-    assert record(command, protocol.CallResult("m-1", {"status": "Accepted"})) == "rejected"
+    assert record(command, protocol.CallResult("m-1", {"status": "Accepted"})) == ""
     command.refresh_from_db()
     assert (command.state, command.response, command.response_status) == (
         "rejected",
@@ -309,9 +321,19 @@ def test_get_configuration_replaces_what_was_reported(online):
 
 def test_a_timeout_only_hits_a_command_still_waiting_for_that_answer(online):
     command = create(online)
-    assert not command_services.command_timeout(command_pk=command.pk, message_id="m-1", seconds=30)
+
+    def timeout() -> bool:
+        return command_services.command_timeout(
+            command_pk=command.pk,
+            charger=holder(online),
+            action="Reset",
+            message_id="m-1",
+            seconds=30,
+        )
+
+    assert not timeout()
     claim(command, online)
-    assert command_services.command_timeout(command_pk=command.pk, message_id="m-1", seconds=30)
+    assert timeout()
     command.refresh_from_db()
     assert (command.state, command.error_code, command.error_description) == (
         "timeout",
@@ -328,10 +350,9 @@ def test_a_closed_connection_fails_its_call_and_what_may_not_wait(online):
     )
     claim(in_flight, online)
     command_services.commands_connection_closed(
-        charger_pk=online.pk,
+        charger=holder(online),
         channel_name=online.channel_name,
-        in_flight_pk=in_flight.pk,
-        message_id="m-1",
+        in_flight=(in_flight.pk, "m-1"),
     )
     states = dict(Command.objects.values_list("pk", "state"))
     assert states == {in_flight.pk: "failed", may_wait.pk: "queued", may_not.pk: "failed"}
@@ -342,10 +363,9 @@ def test_a_connection_replaced_by_a_newer_one_leaves_the_waiting_commands_to_it(
     in_flight, waiting = create(online), create(online)
     claim(in_flight, online)
     command_services.commands_connection_closed(
-        charger_pk=online.pk,
+        charger=holder(online),
         channel_name="specific.old!1",
-        in_flight_pk=in_flight.pk,
-        message_id="m-1",
+        in_flight=(in_flight.pk, "m-1"),
     )
     states = dict(Command.objects.values_list("pk", "state"))
     assert states == {in_flight.pk: "failed", waiting.pk: "requested"}
