@@ -91,15 +91,19 @@ class CommandSender:
         self._wake.set()
         return True
 
-    async def received(self, command_pk: int) -> None:
-        """A command id from the channel layer (or the poll): queue it, and say so on its row
-        when it has to wait behind another CALL."""
-        behind = self.busy
-        if self._submit(command_pk) and behind:
-            # The poll calls this from a task of no charger: the row is this charger's.
+    async def received(self, *command_pks: int) -> None:
+        """Command ids from the channel layer (or the poll): queue them, and say so on the rows
+        of those that have to wait behind another CALL (in one database call)."""
+        behind: list[int] = []
+        for command_pk in command_pks:
+            busy = self.busy
+            if self._submit(command_pk) and busy:
+                behind.append(command_pk)
+        if behind:
+            # The poll calls this from a task of no charger: the rows are this charger's.
             with dbpool.charger_calls(self.consumer.charger_identity):
-                mark = database_sync_to_async(command_services.command_mark_queued)
-            await mark(command_pk=command_pk, charger=self.charger)
+                mark = database_sync_to_async(command_services.commands_mark_queued)
+            await mark(command_pks=behind, charger=self.charger)
 
     async def _run(self) -> None:
         while True:
@@ -231,9 +235,12 @@ async def _poll() -> None:
             found = await background_sync_to_async(command_services.commands_requested_on)(
                 channels=frozenset(_senders)
             )
+            by_channel: dict[str, list[int]] = {}
             for command_pk, channel in found:
+                by_channel.setdefault(channel, []).append(command_pk)
+            for channel, pks in by_channel.items():
                 sender = _senders.get(channel)
                 if sender is not None:
-                    await sender.received(command_pk)
+                    await sender.received(*pks)
         except Exception:
             logger.exception("polling for commands failed")

@@ -353,14 +353,19 @@ def commands_waiting(*, charger_pk: int) -> list[int]:
     )
 
 
-def command_mark_queued(*, command_pk: int, charger: Holder) -> bool:
-    """A requested command now waits in its connection's queue behind another CALL."""
-    command = (
-        Command.objects.filter(pk=command_pk, charger_id=charger.pk, state=CommandState.REQUESTED)
-        .only("pk", "action", "state", "message_id", "response_status", "error_code")
-        .first()
+def commands_mark_queued(*, command_pks: list[int], charger: Holder) -> int:
+    """Requested commands now wait in their connection's queue behind another CALL; one UPDATE
+    for them all. Returns how many moved."""
+    transition(CommandState.REQUESTED, CommandState.QUEUED)
+    waiting = Command.objects.filter(
+        pk__in=command_pks, charger_id=charger.pk, state=CommandState.REQUESTED
     )
-    return command is not None and _move(command, CommandState.QUEUED, charger)
+    actions = dict(waiting.values_list("pk", "action"))
+    moved = waiting.filter(pk__in=list(actions)).update(state=CommandState.QUEUED)
+    if moved:
+        for pk, action in actions.items():
+            _publish(Command(pk=pk, action=action, state=CommandState.QUEUED), charger)
+    return moved
 
 
 def command_claim(

@@ -253,8 +253,16 @@ def test_a_claim_marks_the_command_sent_once(online, make_charger):
 
 def test_a_requested_command_behind_another_is_marked_queued_then_sent(online):
     command = create(online)
-    assert command_services.command_mark_queued(command_pk=command.pk, charger=holder(online))
-    assert not command_services.command_mark_queued(command_pk=command.pk, charger=holder(online))
+    other = create(online)
+    claim(other, online, message_id="m-0")
+
+    def mark() -> int:
+        return command_services.commands_mark_queued(
+            command_pks=[command.pk, other.pk], charger=holder(online)
+        )
+
+    assert mark() == 1  # the other one is sent already
+    assert mark() == 0
     assert claim(command, online) is not None
     assert Command.objects.get(pk=command.pk).state == "sent"
 
