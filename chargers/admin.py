@@ -73,7 +73,15 @@ class ChargerForm(forms.ModelForm):
 class ConnectorInline(admin.TabularInline):
     model = Connector
     extra = 0
-    fields = ("connector_id", "evse_id", "status", "raw_status", "error_code", "vendor_error_code", "status_at")
+    fields = (
+        "connector_id",
+        "evse_id",
+        "status",
+        "raw_status",
+        "error_code",
+        "vendor_error_code",
+        "status_at",
+    )
     readonly_fields = fields
     can_delete = False
     show_change_link = True
@@ -97,7 +105,14 @@ class ChargerAdmin(admin.ModelAdmin):
         "firmware_version",
         "last_seen",
     ]
-    list_filter = ["organization", "site", "registration_status", "connected", "ocpp_version", "vendor"]
+    list_filter = [
+        "organization",
+        "site",
+        "registration_status",
+        "connected",
+        "ocpp_version",
+        "vendor",
+    ]
     search_fields = ["identity", "serial_number", "vendor", "model"]
     readonly_fields = [
         "vendor",
@@ -162,7 +177,15 @@ class ConnectorStatusChangeAdmin(admin.ModelAdmin):
 
 @admin.register(IdToken)
 class IdTokenAdmin(admin.ModelAdmin):
-    list_display = ["token", "organization", "type", "status", "expires_at", "group_token", "owner_name"]
+    list_display = [
+        "token",
+        "organization",
+        "type",
+        "status",
+        "expires_at",
+        "group_token",
+        "owner_name",
+    ]
     list_filter = ["organization", "status", "type"]
     search_fields = ["token", "group_token", "owner_name", "owner_email"]
 
@@ -222,7 +245,16 @@ class SessionAdmin(admin.ModelAdmin):
 
 @admin.register(MeterSample)
 class MeterSampleAdmin(admin.ModelAdmin):
-    list_display = ["charger", "connector_number", "session", "timestamp", "measurand", "phase", "value", "unit"]
+    list_display = [
+        "charger",
+        "connector_number",
+        "session",
+        "timestamp",
+        "measurand",
+        "phase",
+        "value",
+        "unit",
+    ]
     list_filter = ["measurand", "phase", "context", "location", "unit"]
     search_fields = ["charger__identity", "session__transaction_id"]
     date_hierarchy = "timestamp"
@@ -238,7 +270,15 @@ class UnmatchedStopAdmin(admin.ModelAdmin):
 
 @admin.register(Frame)
 class FrameAdmin(admin.ModelAdmin):
-    list_display = ["timestamp", "charger_identity", "leg", "direction", "kind", "action", "message_id"]
+    list_display = [
+        "timestamp",
+        "charger_identity",
+        "leg",
+        "direction",
+        "kind",
+        "action",
+        "message_id",
+    ]
     list_filter = ["direction", "kind", "leg", "action"]
     search_fields = ["charger_identity", "message_id", "original_message_id", "action"]
     date_hierarchy = "timestamp"
@@ -259,7 +299,14 @@ class ChargerEventAdmin(admin.ModelAdmin):
 
 @admin.register(DataTransferRecord)
 class DataTransferRecordAdmin(admin.ModelAdmin):
-    list_display = ["timestamp", "charger", "direction", "vendor_id", "message_id", "response_status"]
+    list_display = [
+        "timestamp",
+        "charger",
+        "direction",
+        "vendor_id",
+        "message_id",
+        "response_status",
+    ]
     list_filter = ["direction", "vendor_id", "response_status"]
     search_fields = ["charger__identity", "vendor_id", "message_id"]
 
@@ -282,14 +329,23 @@ class QuirkProfileForm(forms.ModelForm):
     def clean_vendor(self) -> str:
         vendor = str(self.cleaned_data["vendor"]).strip()
         if not vendor:
-            raise forms.ValidationError("Name the vendor as the charger sends it in BootNotification.")
+            raise forms.ValidationError(
+                "Name the vendor as the charger sends it in BootNotification."
+            )
         return vendor
 
 
 @admin.register(QuirkProfile)
 class QuirkProfileAdmin(admin.ModelAdmin):
     form = QuirkProfileForm
-    list_display = ["name", "vendor", "model_pattern", "enabled", "correction_list", "charger_count"]
+    list_display = [
+        "name",
+        "vendor",
+        "model_pattern",
+        "enabled",
+        "correction_list",
+        "charger_count",
+    ]
     list_filter = ["enabled", "vendor"]
     search_fields = ["name", "vendor", "model_pattern", "notes"]
 
@@ -304,7 +360,15 @@ class QuirkProfileAdmin(admin.ModelAdmin):
 
 @admin.register(TransactionEventRecord)
 class TransactionEventRecordAdmin(admin.ModelAdmin):
-    list_display = ["session", "seq_no", "event_type", "trigger_reason", "timestamp", "offline", "charging_state"]
+    list_display = [
+        "session",
+        "seq_no",
+        "event_type",
+        "trigger_reason",
+        "timestamp",
+        "offline",
+        "charging_state",
+    ]
     list_filter = ["event_type", "trigger_reason", "offline", "charging_state"]
     search_fields = ["session__transaction_id", "session__charger__identity", "id_token"]
     date_hierarchy = "timestamp"
@@ -355,7 +419,9 @@ class DeviceVariableAdmin(admin.ModelAdmin):
     inlines = [DeviceVariableAttributeInline, DeviceVariableMonitorInline]
 
     def get_queryset(self, request: HttpRequest) -> QuerySet[DeviceVariable]:
-        return super().get_queryset(request).select_related("charger").prefetch_related("attributes")
+        return (
+            super().get_queryset(request).select_related("charger").prefetch_related("attributes")
+        )
 
     @admin.display(description="Actual")
     def actual_value(self, variable: DeviceVariable) -> str:

@@ -10,6 +10,7 @@ database is briefly away.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 from dataclasses import dataclass, field
 from datetime import datetime
@@ -125,10 +126,8 @@ class BatchWriter:
 
     async def _run(self) -> None:
         while True:
-            try:
+            with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(self._wake.wait(), timeout=self.interval)
-            except TimeoutError:
-                pass
             self._wake.clear()
             try:
                 await self.flush()
@@ -146,7 +145,9 @@ class BatchWriter:
             except _REFUSED:
                 # Retrying cannot help a row the database refuses, and it would hold back every
                 # row behind it: write the rows one at a time and drop only the refused ones.
-                logger.exception("batched write refused; writing its %d rows one by one", len(batch))
+                logger.exception(
+                    "batched write refused; writing its %d rows one by one", len(batch)
+                )
                 await self._write_by_row(batch)
             except BaseException:
                 self.failures += 1

@@ -115,7 +115,9 @@ class OcppConsumer(AsyncWebsocketConsumer):
         if credentials is not None:
             username, password = credentials
             if username != self.charger_identity:
-                logger.info("refused %s: Basic username %r differs", self.charger_identity, username)
+                logger.info(
+                    "refused %s: Basic username %r differs", self.charger_identity, username
+                )
                 await self.close()
                 return
         try:
@@ -132,7 +134,9 @@ class OcppConsumer(AsyncWebsocketConsumer):
         self.writer = get_writer()
         dispatcher_class = getattr(handler_class, "dispatcher_class", Dispatcher)
         self.dispatcher = dispatcher_class(
-            handler_class(self.connection, self.writer), version=version, known_actions=known_actions
+            handler_class(self.connection, self.writer),
+            version=version,
+            known_actions=known_actions,
         )
         await self.accept(subprotocol)
         self.counted_connected = True
@@ -153,7 +157,9 @@ class OcppConsumer(AsyncWebsocketConsumer):
             await self.close(code=CLOSE_UNSUPPORTED_DATA)
             return
         limit = settings.CPMS_MAX_FRAME_BYTES
-        if len(text_data) > limit or (len(text_data) * 4 > limit and len(text_data.encode()) > limit):
+        if len(text_data) > limit or (
+            len(text_data) * 4 > limit and len(text_data.encode()) > limit
+        ):
             logger.info("%s sent a frame over %d bytes; closing", self.charger_identity, limit)
             self._journal(Frame.Direction.IN, 0, "", "", text_data[:2000])
             await self.close(code=CLOSE_MESSAGE_TOO_BIG)
@@ -161,10 +167,23 @@ class OcppConsumer(AsyncWebsocketConsumer):
         received_at = utc_now()
         self.writer.add_seen(self.connection.charger_pk, received_at)
         outcome = await self.dispatcher.handle_text(text_data)
-        self._journal(Frame.Direction.IN, outcome.kind, outcome.message_id, outcome.action, text_data, received_at)
+        self._journal(
+            Frame.Direction.IN,
+            outcome.kind,
+            outcome.message_id,
+            outcome.action,
+            text_data,
+            received_at,
+        )
         if outcome.reply is not None:
             await self.send(text_data=outcome.reply)
-            self._journal(Frame.Direction.OUT, outcome.reply_kind, outcome.message_id, outcome.action, outcome.reply)
+            self._journal(
+                Frame.Direction.OUT,
+                outcome.reply_kind,
+                outcome.message_id,
+                outcome.action,
+                outcome.reply,
+            )
         if outcome.answer is not None and self.commands is not None:
             await self.commands.answered(outcome.message_id, outcome.answer)
 

@@ -80,7 +80,9 @@ def _publisher_loop() -> asyncio.AbstractEventLoop:
         # A forked worker does not inherit the thread that ran its parent's loop.
         if _publisher is None or _publisher[0] != os.getpid() or _publisher[1].is_closed():
             loop = asyncio.new_event_loop()
-            threading.Thread(target=loop.run_forever, name="cpms-event-publisher", daemon=True).start()
+            threading.Thread(
+                target=loop.run_forever, name="cpms-event-publisher", daemon=True
+            ).start()
             _publisher = (os.getpid(), loop)
         return _publisher[1]
 
@@ -106,6 +108,7 @@ def _dispatch(send: Callable[[Any], Awaitable[None]]) -> None:
             # Its queues belong to this process's loops; async_to_sync runs on the caller's.
             async_to_sync(send)(layer)
         else:
+
             async def publish() -> None:
                 await send(layer)
 

@@ -29,7 +29,9 @@ class Site(models.Model):
     class Meta:
         ordering = ["name"]
         constraints = [
-            models.UniqueConstraint(fields=["organization", "name"], name="site_name_unique_per_org")
+            models.UniqueConstraint(
+                fields=["organization", "name"], name="site_name_unique_per_org"
+            )
         ]
 
     def __str__(self) -> str:
@@ -67,7 +69,9 @@ class Charger(models.Model):
     ocpp_version = models.CharField(max_length=8, blank=True)
     connected = models.BooleanField(default=False)
     channel_name = models.CharField(
-        max_length=200, blank=True, help_text="Channel-layer address of the consumer holding the socket"
+        max_length=200,
+        blank=True,
+        help_text="Channel-layer address of the consumer holding the socket",
     )
     last_seen = models.DateTimeField(null=True, blank=True)
     last_boot_at = models.DateTimeField(null=True, blank=True)
@@ -250,7 +254,9 @@ class Session(models.Model):
     stop_id_tag = models.CharField(max_length=255, blank=True)
     reservation_id = models.BigIntegerField(null=True, blank=True)
     remote_start_id = models.BigIntegerField(
-        null=True, blank=True, help_text="The id of the remote start request that began this session"
+        null=True,
+        blank=True,
+        help_text="The id of the remote start request that began this session",
     )
     corrections = models.JSONField(
         default=list, blank=True, help_text="Quirk corrections applied to what the charger sent"
@@ -344,7 +350,9 @@ class MeterSample(models.Model):
         indexes = [models.Index(fields=["session", "timestamp"])]
 
     def __str__(self) -> str:
-        return f"{self.measurand}{'/' + self.phase if self.phase else ''} = {self.value} {self.unit}"
+        return (
+            f"{self.measurand}{'/' + self.phase if self.phase else ''} = {self.value} {self.unit}"
+        )
 
 
 class Frame(models.Model):
@@ -447,8 +455,7 @@ class DataTransferRecord(models.Model):
     class Meta:
         ordering = ["-timestamp", "-id"]
 
-
-# --- Quirk profiles ------------------------------------------------------------------------------
+    # --- Quirk profiles ------------------------------------------------------------------------------
 
     def __str__(self) -> str:
         return f"{self.charger} {self.vendor_id} {self.message_id}".strip()
@@ -462,7 +469,9 @@ class QuirkProfile(models.Model):
     """
 
     name = models.CharField(max_length=100, unique=True)
-    vendor = models.CharField(max_length=255, help_text="The vendor the charger names, case ignored")
+    vendor = models.CharField(
+        max_length=255, help_text="The vendor the charger names, case ignored"
+    )
     model_pattern = models.CharField(
         max_length=255,
         blank=True,
@@ -487,7 +496,9 @@ class QuirkProfile(models.Model):
 class TransactionEventRecord(models.Model):
     """One 2.x TransactionEvent, kept per session for ordering, gaps and idempotent re-sends."""
 
-    session = models.ForeignKey(Session, on_delete=models.CASCADE, related_name="transaction_events")
+    session = models.ForeignKey(
+        Session, on_delete=models.CASCADE, related_name="transaction_events"
+    )
     event_key = models.CharField(
         max_length=80, help_text="seqNo, or a content fingerprint for chargers that reuse seqNo"
     )
@@ -502,7 +513,9 @@ class TransactionEventRecord(models.Model):
     id_token = models.CharField(max_length=255, blank=True)
     id_token_type = models.CharField(max_length=20, blank=True)
     fingerprint = models.CharField(max_length=64)
-    response = models.JSONField(default=dict, blank=True, help_text="The answer given, for re-sends")
+    response = models.JSONField(
+        default=dict, blank=True, help_text="The answer given, for re-sends"
+    )
     corrections = models.JSONField(default=list, blank=True)
     received_at = models.DateTimeField(default=timezone.now)
 
@@ -523,7 +536,9 @@ class DeviceVariable(models.Model):
     """A variable of a component in a charger's device model, as NotifyReport describes it."""
 
     charger = models.ForeignKey(Charger, on_delete=models.CASCADE, related_name="device_variables")
-    key = models.CharField(max_length=255, help_text="component/instance/evse/connector/variable/instance")
+    key = models.CharField(
+        max_length=255, help_text="component/instance/evse/connector/variable/instance"
+    )
     component_name = models.CharField(max_length=50)
     component_instance = models.CharField(max_length=50, blank=True)
     evse_id = models.PositiveIntegerField(null=True, blank=True)
@@ -542,8 +557,17 @@ class DeviceVariable(models.Model):
     reported_at = models.DateTimeField(default=timezone.now)
 
     class Meta:
-        ordering = ["charger", "component_name", "component_instance", "evse_id", "connector_id", "variable_name"]
-        constraints = [models.UniqueConstraint(fields=["charger", "key"], name="device_variable_once")]
+        ordering = [
+            "charger",
+            "component_name",
+            "component_instance",
+            "evse_id",
+            "connector_id",
+            "variable_name",
+        ]
+        constraints = [
+            models.UniqueConstraint(fields=["charger", "key"], name="device_variable_once")
+        ]
 
     def __str__(self) -> str:
         return self.key
@@ -552,10 +576,14 @@ class DeviceVariable(models.Model):
 class DeviceVariableAttribute(models.Model):
     """One attribute (Actual, Target, MinSet, MaxSet) of a device model variable."""
 
-    variable = models.ForeignKey(DeviceVariable, on_delete=models.CASCADE, related_name="attributes")
+    variable = models.ForeignKey(
+        DeviceVariable, on_delete=models.CASCADE, related_name="attributes"
+    )
     type = models.CharField(max_length=8, default="Actual")
     value = models.TextField(blank=True)
-    has_value = models.BooleanField(default=True, help_text="False when the charger left the value out")
+    has_value = models.BooleanField(
+        default=True, help_text="False when the charger left the value out"
+    )
     mutability = models.CharField(max_length=10, blank=True)
     persistent = models.BooleanField(null=True, blank=True)
     constant = models.BooleanField(null=True, blank=True)
@@ -600,7 +628,9 @@ class ExternalChargingLimit(models.Model):
 
     charger = models.ForeignKey(Charger, on_delete=models.CASCADE, related_name="external_limits")
     evse_id = models.PositiveIntegerField(null=True, blank=True)
-    source = models.CharField(max_length=20, help_text="chargingLimitSource: EMS, Other, SO, CSO, ...")
+    source = models.CharField(
+        max_length=20, help_text="chargingLimitSource: EMS, Other, SO, CSO, ..."
+    )
     is_grid_critical = models.BooleanField(null=True, blank=True)
     schedules = models.JSONField(default=list, blank=True, help_text="chargingSchedule as sent")
     detail = models.JSONField(default=dict, blank=True)
@@ -663,19 +693,26 @@ class Command(models.Model):
     charger = models.ForeignKey(Charger, on_delete=models.CASCADE, related_name="commands")
     action = models.CharField(max_length=64)
     payload = models.JSONField(default=dict, blank=True)
-    ocpp_version = models.CharField(max_length=8, help_text="The version the payload was checked against")
+    ocpp_version = models.CharField(
+        max_length=8, help_text="The version the payload was checked against"
+    )
     state = models.CharField(
         max_length=12,
         choices=[(state.value, state.value.capitalize()) for state in CommandState],
         default=CommandState.REQUESTED.value,
     )
     deliver_when_offline = models.BooleanField(
-        default=False, help_text="Keep it queued while the charger is offline, and send it when it connects"
+        default=False,
+        help_text="Keep it queued while the charger is offline, and send it when it connects",
     )
     message_id = models.CharField(max_length=36, blank=True, help_text="The id of the CALL as sent")
     response = models.JSONField(null=True, blank=True, help_text="The CALLRESULT payload")
-    response_status = models.CharField(max_length=40, blank=True, help_text="Its status field, if any")
-    error_code = models.CharField(max_length=50, blank=True, help_text="CALLERROR code, or why it failed")
+    response_status = models.CharField(
+        max_length=40, blank=True, help_text="Its status field, if any"
+    )
+    error_code = models.CharField(
+        max_length=50, blank=True, help_text="CALLERROR code, or why it failed"
+    )
     error_description = models.TextField(blank=True)
     source = models.CharField(max_length=12, choices=Source.choices, default=Source.SYSTEM)
     requested_by = models.ForeignKey(
@@ -693,7 +730,11 @@ class Command(models.Model):
         null=True, blank=True, help_text="Remote starts: the id a session started by it carries"
     )
     session = models.ForeignKey(
-        Session, on_delete=models.SET_NULL, null=True, blank=True, related_name="commands",
+        Session,
+        on_delete=models.SET_NULL,
+        null=True,
+        blank=True,
+        related_name="commands",
         help_text="Remote starts: the session the charger started for it",
     )
     created_at = models.DateTimeField(default=timezone.now)
@@ -726,14 +767,22 @@ class ChargerConfigurationKey(models.Model):
     """An OCPP 1.6 configuration key as the charger last reported it (GetConfiguration), or as
     we last set it with its acceptance (ChangeConfiguration)."""
 
-    charger = models.ForeignKey(Charger, on_delete=models.CASCADE, related_name="configuration_keys")
+    charger = models.ForeignKey(
+        Charger, on_delete=models.CASCADE, related_name="configuration_keys"
+    )
     key = models.CharField(max_length=50)
     value = models.CharField(max_length=500, blank=True)
-    has_value = models.BooleanField(default=True, help_text="False when the charger left the value out")
+    has_value = models.BooleanField(
+        default=True, help_text="False when the charger left the value out"
+    )
     readonly = models.BooleanField(default=False)
     reported_at = models.DateTimeField(default=timezone.now)
     command = models.ForeignKey(
-        Command, on_delete=models.SET_NULL, null=True, blank=True, related_name="+",
+        Command,
+        on_delete=models.SET_NULL,
+        null=True,
+        blank=True,
+        related_name="+",
         help_text="The command whose answer reported it",
     )
 

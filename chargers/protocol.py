@@ -94,7 +94,9 @@ def parse(text: str) -> Message:
     if not isinstance(type_id, int) or isinstance(type_id, bool):
         raise FrameError("FormatViolation", "MessageTypeId is not an integer", message_id)
     if type_id not in (CALL, CALLRESULT, CALLERROR):
-        raise FrameError("MessageTypeNotSupported", f"MessageTypeId {type_id} is unknown", message_id)
+        raise FrameError(
+            "MessageTypeNotSupported", f"MessageTypeId {type_id} is unknown", message_id
+        )
     if not isinstance(raw_id, str):
         raise FrameError("FormatViolation", "MessageId must be a string", message_id)
     if not raw_id or len(raw_id) > 36:
@@ -141,7 +143,9 @@ _SCHEMA_CODES = {
 }
 
 
-def validate(kind: int, action: str, payload: dict[str, Any], version: str, message_id: str) -> None:
+def validate(
+    kind: int, action: str, payload: dict[str, Any], version: str, message_id: str
+) -> None:
     """Check a payload against the OCA JSON schema; raises FrameError with the matching code.
 
     A compiled check passes a valid payload in a few microseconds; one it refuses goes to the
@@ -205,7 +209,9 @@ def call_result(message_id: str, payload: dict[str, Any]) -> str:
     return dumps([CALLRESULT, message_id, payload])
 
 
-def call_error(message_id: str, code: str, description: str, details: dict[str, Any] | None = None) -> str:
+def call_error(
+    message_id: str, code: str, description: str, details: dict[str, Any] | None = None
+) -> str:
     return dumps([CALLERROR, message_id, code, description, details or {}])
 
 

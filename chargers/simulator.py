@@ -180,7 +180,12 @@ class SimulatedCharger(Answers16):
     async def status(self, connector: int, status: str, error_code: str = "NoError") -> None:
         await self.call(
             "StatusNotification",
-            {"connectorId": connector, "errorCode": error_code, "status": status, "timestamp": now_iso()},
+            {
+                "connectorId": connector,
+                "errorCode": error_code,
+                "status": status,
+                "timestamp": now_iso(),
+            },
         )
 
     @asynccontextmanager
@@ -223,9 +228,7 @@ class SimulatedCharger(Answers16):
                     asyncio.create_task(self._sessions(connector))
                     for connector in range(1, self.config.connectors + 1)
                 ]
-                done, _ = await asyncio.wait(
-                    [reader, *tasks], return_when=asyncio.FIRST_COMPLETED
-                )
+                done, _ = await asyncio.wait([reader, *tasks], return_when=asyncio.FIRST_COMPLETED)
                 for task in done:
                     if task.exception():
                         raise task.exception()  # type: ignore[misc]
@@ -285,7 +288,12 @@ class SimulatedCharger(Answers16):
         index = connector - 1
         started = await self.call(
             "StartTransaction",
-            {"connectorId": connector, "idTag": id_tag, "meterStart": self.meter_wh[index], "timestamp": now_iso()},
+            {
+                "connectorId": connector,
+                "idTag": id_tag,
+                "meterStart": self.meter_wh[index],
+                "timestamp": now_iso(),
+            },
         )
         transaction_id = started["transactionId"]
         self.transactions[connector] = transaction_id
@@ -316,13 +324,32 @@ class SimulatedCharger(Answers16):
         self.stats.sessions_stopped += 1
         await self.status(connector, "Available")
 
-    def meter_values(self, connector: int, transaction_id: int | None, power_w: float) -> dict[str, Any]:
+    def meter_values(
+        self, connector: int, transaction_id: int | None, power_w: float
+    ) -> dict[str, Any]:
         amps = power_w / (3 * 230)
         sampled = [
-            {"value": str(self.meter_wh[connector - 1]), "measurand": "Energy.Active.Import.Register", "unit": "Wh", "context": "Sample.Periodic", "location": "Outlet"},
-            {"value": f"{power_w / 1000:.3f}", "measurand": "Power.Active.Import", "unit": "kW", "context": "Sample.Periodic"},
+            {
+                "value": str(self.meter_wh[connector - 1]),
+                "measurand": "Energy.Active.Import.Register",
+                "unit": "Wh",
+                "context": "Sample.Periodic",
+                "location": "Outlet",
+            },
+            {
+                "value": f"{power_w / 1000:.3f}",
+                "measurand": "Power.Active.Import",
+                "unit": "kW",
+                "context": "Sample.Periodic",
+            },
         ] + [
-            {"value": f"{amps:.1f}", "measurand": "Current.Import", "unit": "A", "phase": phase, "context": "Sample.Periodic"}
+            {
+                "value": f"{amps:.1f}",
+                "measurand": "Current.Import",
+                "unit": "A",
+                "phase": phase,
+                "context": "Sample.Periodic",
+            }
             for phase in ("L1", "L2", "L3")
         ]
         payload: dict[str, Any] = {
@@ -344,7 +371,12 @@ class SimulatedCharger(Answers16):
             except websockets.exceptions.InvalidStatus as exc:
                 self.stats.refused += 1
                 logger.warning("%s refused: HTTP %s", self.identity, exc.response.status_code)
-            except (OSError, websockets.exceptions.WebSocketException, TimeoutError, CallFailed) as exc:
+            except (
+                OSError,
+                websockets.exceptions.WebSocketException,
+                TimeoutError,
+                CallFailed,
+            ) as exc:
                 self.stats.disconnects += 1
                 logger.info("%s disconnected: %s", self.identity, exc)
             if not self.config.reconnect:
@@ -388,7 +420,12 @@ class SimulatedCharger201(Answers201, SimulatedCharger):
         """A connector's status; 2.x knows Available, Occupied, Reserved, Unavailable, Faulted."""
         await self.call(
             "StatusNotification",
-            {"timestamp": now_iso(), "connectorStatus": status, "evseId": connector, "connectorId": 1},
+            {
+                "timestamp": now_iso(),
+                "connectorStatus": status,
+                "evseId": connector,
+                "connectorId": 1,
+            },
         )
 
     async def report_statuses(self) -> None:
@@ -406,7 +443,9 @@ class SimulatedCharger201(Answers201, SimulatedCharger):
         self.busy.add(connector)
         self.stop_events[connector] = asyncio.Event()
         try:
-            await self._session201(connector, id_tag or self.rng.choice(self.config.id_tags), remote_start_id)
+            await self._session201(
+                connector, id_tag or self.rng.choice(self.config.id_tags), remote_start_id
+            )
         finally:
             self.busy.discard(connector)
             self.stop_events.pop(connector, None)
@@ -427,8 +466,14 @@ class SimulatedCharger201(Answers201, SimulatedCharger):
         await self.call(
             "TransactionEvent",
             self.transaction_event(
-                "Started", "Authorized" if remote_start_id is None else "RemoteStart", connector, seq_no, power_w,
-                id_token=id_token, charging_state="Charging", context="Transaction.Begin",
+                "Started",
+                "Authorized" if remote_start_id is None else "RemoteStart",
+                connector,
+                seq_no,
+                power_w,
+                id_token=id_token,
+                charging_state="Charging",
+                context="Transaction.Begin",
                 remote_start_id=remote_start_id,
             ),
         )
@@ -451,9 +496,14 @@ class SimulatedCharger201(Answers201, SimulatedCharger):
         await self.call(
             "TransactionEvent",
             self.transaction_event(
-                "Ended", {"Remote": "RemoteStop", "Local": "StopAuthorized"}.get(reason, "ResetCommand"),
-                connector, seq_no, 0.0,
-                id_token=id_token, charging_state="EVConnected", context="Transaction.End",
+                "Ended",
+                {"Remote": "RemoteStop", "Local": "StopAuthorized"}.get(reason, "ResetCommand"),
+                connector,
+                seq_no,
+                0.0,
+                id_token=id_token,
+                charging_state="EVConnected",
+                context="Transaction.End",
                 stopped_reason=reason,
             ),
         )
@@ -489,7 +539,12 @@ class SimulatedCharger201(Answers201, SimulatedCharger):
             "triggerReason": trigger_reason,
             "seqNo": seq_no,
             "transactionInfo": info,
-            "meterValue": [{"timestamp": now_iso(), "sampledValue": self.sampled_values(connector, power_w, context)}],
+            "meterValue": [
+                {
+                    "timestamp": now_iso(),
+                    "sampledValue": self.sampled_values(connector, power_w, context),
+                }
+            ],
         }
         if event_type == "Started":
             payload["evse"] = {"id": connector, "connectorId": 1}

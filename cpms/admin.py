@@ -28,7 +28,15 @@ class ApiTokenAdmin(admin.ModelAdmin):
     """Tokens are issued where the key can be shown once (dashboard, API, create_api_token);
     here they are looked at and revoked."""
 
-    list_display = ["name", "prefix", "organization", "role", "created_at", "last_used_at", "revoked_at"]
+    list_display = [
+        "name",
+        "prefix",
+        "organization",
+        "role",
+        "created_at",
+        "last_used_at",
+        "revoked_at",
+    ]
     list_filter = ["organization", "role"]
     search_fields = ["name", "prefix", "organization__name"]
     fields = readonly_fields = [

@@ -38,4 +38,6 @@ def readyz(request: HttpRequest) -> JsonResponse:
     except Exception as exc:
         checks["channel_layer"] = f"error: {exc.__class__.__name__}: {exc}"
     ready = all(value == "ok" for value in checks.values())
-    return JsonResponse({"status": "ok" if ready else "unavailable", "checks": checks}, status=200 if ready else 503)
+    return JsonResponse(
+        {"status": "ok" if ready else "unavailable", "checks": checks}, status=200 if ready else 503
+    )

@@ -27,9 +27,7 @@ class Role(models.TextChoices):
 class Membership(models.Model):
     """A user's role in an organization; a site host also names the sites they look after."""
 
-    user = models.ForeignKey(
-        "auth.User", on_delete=models.CASCADE, related_name="memberships"
-    )
+    user = models.ForeignKey("auth.User", on_delete=models.CASCADE, related_name="memberships")
     organization = models.ForeignKey(
         Organization, on_delete=models.CASCADE, related_name="memberships"
     )

@@ -105,7 +105,9 @@ else:
     DATABASES["default"].setdefault("CONN_MAX_AGE", env.int("CONN_MAX_AGE", default=60))
     # A SELECT 1 before a reused connection's first query; the gateway's database threads make it
     # at most once a second each (chargers.dbpool).
-    DATABASES["default"].setdefault("CONN_HEALTH_CHECKS", env.bool("CONN_HEALTH_CHECKS", default=True))
+    DATABASES["default"].setdefault(
+        "CONN_HEALTH_CHECKS", env.bool("CONN_HEALTH_CHECKS", default=True)
+    )
 
 DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
 
@@ -201,7 +203,7 @@ SPECTACULAR_SETTINGS = {
     "DESCRIPTION": (
         "REST API of the charge point management system. Authenticate with an API token of your "
         "organization: `Authorization: Token <key>`. Lists are cursor-paginated (`next`/`previous` "
-        "links); every error has the body `{\"error\": {\"code\", \"message\", \"details\"}}`."
+        'links); every error has the body `{"error": {"code", "message", "details"}}`.'
     ),
     "VERSION": "1",
     "SERVE_INCLUDE_SCHEMA": False,

@@ -59,7 +59,16 @@ class ServerProcess:
         }
         self._log = open(self.log_path, "w")  # noqa: SIM115 - closed in stop()
         self.process = subprocess.Popen(
-            [sys.executable, "-m", "daphne", "-b", "127.0.0.1", "-p", str(self.port), "cpms.asgi:application"],
+            [
+                sys.executable,
+                "-m",
+                "daphne",
+                "-b",
+                "127.0.0.1",
+                "-p",
+                str(self.port),
+                "cpms.asgi:application",
+            ],
             cwd=ROOT,
             env=env,
             stdout=self._log,
@@ -137,12 +146,16 @@ def organization(db: Any) -> Organization:
 
 @pytest.fixture
 def site(organization: Organization) -> Site:
-    return Site.objects.create(organization=organization, name="Depot", time_zone="Europe/Amsterdam")
+    return Site.objects.create(
+        organization=organization, name="Depot", time_zone="Europe/Amsterdam"
+    )
 
 
 @pytest.fixture
 def make_charger(organization: Organization, site: Site) -> Any:
-    def make(identity: str = "CP-1", password: str | None = CHARGER_PASSWORD, **fields: Any) -> Charger:
+    def make(
+        identity: str = "CP-1", password: str | None = CHARGER_PASSWORD, **fields: Any
+    ) -> Charger:
         charger = services.charger_create(
             identity=identity, organization=organization, password=password, site=site
         )

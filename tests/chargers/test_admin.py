@@ -32,7 +32,13 @@ def test_charger_change_page_sets_a_new_password_hashed(staff_client, charger):
     assert b"password_hash" not in page.content
     form = page.context["adminform"].form
     data = {name: form[name].value() or "" for name in form.fields}
-    data.update({"new_password": "a-new-charger-secret", "connectors-TOTAL_FORMS": "0", "connectors-INITIAL_FORMS": "0"})
+    data.update(
+        {
+            "new_password": "a-new-charger-secret",
+            "connectors-TOTAL_FORMS": "0",
+            "connectors-INITIAL_FORMS": "0",
+        }
+    )
     response = staff_client.post(url, data)
     assert response.status_code == 302, response.content[:2000]
     charger.refresh_from_db()

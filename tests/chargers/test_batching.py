@@ -33,21 +33,38 @@ async def writer(settings: Any) -> AsyncIterator[BatchWriter]:
 
 def frame(charger: Charger, message_id: str) -> FrameRow:
     return FrameRow(
-        charger_pk=charger.pk, charger_identity=charger.identity, direction="in", kind=2,
-        message_id=message_id, action="Heartbeat", raw=f'[2,"{message_id}","Heartbeat",{{}}]', timestamp=T0,
+        charger_pk=charger.pk,
+        charger_identity=charger.identity,
+        direction="in",
+        kind=2,
+        message_id=message_id,
+        action="Heartbeat",
+        raw=f'[2,"{message_id}","Heartbeat",{{}}]',
+        timestamp=T0,
     )
 
 
 def status(charger: Charger, connector_id: int) -> StatusRow:
     return StatusRow(
-        charger_pk=charger.pk, organization_pk=charger.organization_id, charger_identity=charger.identity,
-        connector_id=connector_id, evse_id=None, status="Available", raw_status="Available",
-        error_code="NoError", info="", vendor_id="", vendor_error_code="", timestamp=T0,
+        charger_pk=charger.pk,
+        organization_pk=charger.organization_id,
+        charger_identity=charger.identity,
+        connector_id=connector_id,
+        evse_id=None,
+        status="Available",
+        raw_status="Available",
+        error_code="NoError",
+        info="",
+        vendor_id="",
+        vendor_error_code="",
+        timestamp=T0,
     )
 
 
 def sample(value: str) -> normalize.Sample:
-    return normalize.Sample(T0, normalize.ENERGY_REGISTER, "", "", "Sample.Periodic", Decimal(value), "Wh", value, "Wh")
+    return normalize.Sample(
+        T0, normalize.ENERGY_REGISTER, "", "", "Sample.Periodic", Decimal(value), "Wh", value, "Wh"
+    )
 
 
 async def test_a_flush_writes_everything_buffered(writer, charger):
@@ -74,7 +91,10 @@ async def test_a_row_the_database_refuses_does_not_hold_back_the_others(writer, 
     await writer.flush()
     assert len(writer.batch) == 0
     assert writer.dropped == 1
-    assert sorted([m async for m in Frame.objects.values_list("message_id", flat=True)]) == ["after", "before"]
+    assert sorted([m async for m in Frame.objects.values_list("message_id", flat=True)]) == [
+        "after",
+        "before",
+    ]
     assert [c async for c in Connector.objects.values_list("connector_id", flat=True)] == [1]
     assert await MeterSample.objects.acount() == 1
     # The writer keeps going.
@@ -85,8 +105,12 @@ async def test_a_row_the_database_refuses_does_not_hold_back_the_others(writer, 
 
 def test_split_keeps_the_order_of_rows():
     charger = Charger(pk=1, identity="CP", organization_id=1)
-    batch = Batch(frames=[frame(charger, "a"), frame(charger, "b")], seen={1: T0}, statuses=[status(charger, 1)],
-                  samples=[SampleRow(1, 1, sample("1"))])
+    batch = Batch(
+        frames=[frame(charger, "a"), frame(charger, "b")],
+        seen={1: T0},
+        statuses=[status(charger, 1)],
+        samples=[SampleRow(1, 1, sample("1"))],
+    )
     singles = batch.split()
     assert [len(s) for s in singles] == [1] * 5
     assert [s.frames[0].message_id for s in singles[:2]] == ["a", "b"]

@@ -33,25 +33,46 @@ def test_add_charger_prints_a_generated_password_that_authenticates(organization
     charger = Charger.objects.get(identity="CP-77")
     assert charger.organization == organization
     assert charger.registration_status == "Accepted"
-    [password] = [line.removeprefix("password: ") for line in output.splitlines() if line.startswith("password: ")]
+    [password] = [
+        line.removeprefix("password: ")
+        for line in output.splitlines()
+        if line.startswith("password: ")
+    ]
     assert len(password) >= 16
     assert check_password(password, charger.password_hash)
-    connection = services.charger_connect(identity="CP-77", password=password, ocpp_version="1.6", channel_name="c")
+    connection = services.charger_connect(
+        identity="CP-77", password=password, ocpp_version="1.6", channel_name="c"
+    )
     assert connection.charger_pk == charger.pk
 
 
 def test_add_charger_with_password_org_site_and_status(organization):
     other = Organization.objects.create(name="Other", slug="other")
-    output = run("add_charger", "CP-8", "--password", "given-secret-1", "--org", "other", "--site", "Harbour",
-                 "--status", "Pending")
+    output = run(
+        "add_charger",
+        "CP-8",
+        "--password",
+        "given-secret-1",
+        "--org",
+        "other",
+        "--site",
+        "Harbour",
+        "--status",
+        "Pending",
+    )
     assert "given-secret-1" not in output
     charger = Charger.objects.get(identity="CP-8")
-    assert (charger.organization, charger.site.name, charger.site.organization, charger.registration_status) == (
-        other, "Harbour", other, "Pending"
-    )
+    assert (
+        charger.organization,
+        charger.site.name,
+        charger.site.organization,
+        charger.registration_status,
+    ) == (other, "Harbour", other, "Pending")
     assert check_password("given-secret-1", charger.password_hash)
     # The site is reused, not duplicated.
-    run("add_charger", "CP-9", "--password", "given-secret-2", "--org", "other", "--site", "Harbour")
+    run(
+        "add_charger", "CP-9", "--password", "given-secret-2", "--org", "other", "--site", "Harbour"
+    )
     assert Site.objects.filter(organization=other, name="Harbour").count() == 1
 
 
@@ -86,20 +107,37 @@ def test_add_charger_needs_an_organization(db):
 
 
 def test_add_idtoken_with_status_expiry_group_and_owner(organization):
-    output = run("add_idtoken", "CARD-9", "--status", "Blocked", "--expires", "2030-06-01T12:00:00+02:00",
-                 "--group", "FLEET-1", "--owner", "Kim")
+    output = run(
+        "add_idtoken",
+        "CARD-9",
+        "--status",
+        "Blocked",
+        "--expires",
+        "2030-06-01T12:00:00+02:00",
+        "--group",
+        "FLEET-1",
+        "--owner",
+        "Kim",
+    )
     assert "CARD-9" in output
     token = IdToken.objects.get(token="CARD-9")
-    assert (token.organization, token.status, token.expires_at, token.group_token, token.owner_name) == (
-        organization, "Blocked", datetime(2030, 6, 1, 10, tzinfo=UTC), "FLEET-1", "Kim"
-    )
+    assert (
+        token.organization,
+        token.status,
+        token.expires_at,
+        token.group_token,
+        token.owner_name,
+    ) == (organization, "Blocked", datetime(2030, 6, 1, 10, tzinfo=UTC), "FLEET-1", "Kim")
 
 
 def test_add_idtoken_defaults_to_accepted_without_expiry(organization):
     run("add_idtoken", "CARD-1")
     token = IdToken.objects.get(token="CARD-1")
     assert (token.status, token.expires_at) == ("Accepted", None)
-    assert services.id_token_authorize(organization_pk=organization.pk, token="CARD-1").status == "Accepted"
+    assert (
+        services.id_token_authorize(organization_pk=organization.pk, token="CARD-1").status
+        == "Accepted"
+    )
 
 
 @pytest.mark.parametrize(
@@ -147,19 +185,32 @@ def counts() -> dict[str, int]:
 def test_seed_demo_is_idempotent_and_makes_the_admin_an_operator_admin(db):
     output = run("seed_demo")
     first = counts()
-    assert first == {"organizations": 1, "sites": 1, "chargers": 5, "id_tokens": len(seed_demo.DEMO_TOKENS),
-                     "users": 1, "memberships": 1}
+    assert first == {
+        "organizations": 1,
+        "sites": 1,
+        "chargers": 5,
+        "id_tokens": len(seed_demo.DEMO_TOKENS),
+        "users": 1,
+        "memberships": 1,
+    }
     run("seed_demo")
     assert counts() == first
     admin = get_user_model().objects.get(username=seed_demo.DEMO_ADMIN)
     assert admin.is_superuser
     assert admin.check_password(seed_demo.DEMO_ADMIN_PASSWORD)
     membership = Membership.objects.get(user=admin)
-    assert (membership.organization.slug, membership.role) == (seed_demo.DEMO_ORG, Role.OPERATOR_ADMIN)
+    assert (membership.organization.slug, membership.role) == (
+        seed_demo.DEMO_ORG,
+        Role.OPERATOR_ADMIN,
+    )
     assert seed_demo.DEMO_ADMIN_PASSWORD in output
     # The demo chargers authenticate with the printed password.
-    services.charger_connect(identity="DEMO-001", password=seed_demo.DEMO_CHARGER_PASSWORD, ocpp_version="1.6",
-                             channel_name="c")
+    services.charger_connect(
+        identity="DEMO-001",
+        password=seed_demo.DEMO_CHARGER_PASSWORD,
+        ocpp_version="1.6",
+        channel_name="c",
+    )
     assert IdToken.objects.get(token="DEMO-BLOCKED").status == "Blocked"
 
 
@@ -167,5 +218,8 @@ def test_seed_demo_adds_chargers_when_asked_for_more(db):
     run("seed_demo", "--chargers", "2")
     run("seed_demo", "--chargers", "4")
     assert sorted(Charger.objects.values_list("identity", flat=True)) == [
-        "DEMO-001", "DEMO-002", "DEMO-003", "DEMO-004"
+        "DEMO-001",
+        "DEMO-002",
+        "DEMO-003",
+        "DEMO-004",
     ]

@@ -29,7 +29,9 @@ messages = st.lists(st.lists(readings, max_size=5), max_size=12)
 
 
 def test_a_tally_refuses_a_reading_earlier_than_the_latest():
-    tally = Tally.begin(start=Reading(T0, Decimal(100))).add([Reading(T0 + timedelta(minutes=5), Decimal(200))])
+    tally = Tally.begin(start=Reading(T0, Decimal(100))).add(
+        [Reading(T0 + timedelta(minutes=5), Decimal(200))]
+    )
     assert tally is not None
     assert tally.add([Reading(T0 + timedelta(minutes=4), Decimal(150))]) is None
     # The same time with a higher value sorts after it; a repeat of the latest changes nothing.
@@ -56,7 +58,9 @@ def test_a_rollover_counts_through_across_messages():
     stop=st.none() | values,
     resets_on_reboot=st.booleans(),
 )
-def test_folding_message_by_message_equals_the_full_computation(arrivals, start, stop, resets_on_reboot):
+def test_folding_message_by_message_equals_the_full_computation(
+    arrivals, start, stop, resets_on_reboot
+):
     start_reading = Reading(T0 - timedelta(minutes=1), start) if start is not None else None
     stop_reading = Reading(T0 + timedelta(hours=2), stop) if stop is not None else None
     tally = Tally.begin(start=start_reading, resets_on_reboot=resets_on_reboot)

@@ -36,8 +36,14 @@ def test_parse_datetime_gives_utc(text, expected):
 
 @pytest.mark.parametrize(
     "text",
-    ["", "yesterday", "2024-13-01T00:00:00Z", "2024-03-01T25:00:00Z", "0001-01-01T00:00:00+01:00",
-     "9999-12-31T23:59:59-01:00"],
+    [
+        "",
+        "yesterday",
+        "2024-13-01T00:00:00Z",
+        "2024-03-01T25:00:00Z",
+        "0001-01-01T00:00:00+01:00",
+        "9999-12-31T23:59:59-01:00",
+    ],
 )
 def test_unreadable_timestamps_are_normalization_errors(text):
     with pytest.raises(NormalizationError):
@@ -57,7 +63,9 @@ def test_format_datetime_refuses_naive_datetimes():
 aware_datetimes = st.datetimes(
     min_value=datetime(1971, 1, 1),
     max_value=datetime(2200, 1, 1),
-    timezones=st.sampled_from([UTC, timezone(timedelta(hours=5, minutes=30)), timezone(-timedelta(hours=8))]),
+    timezones=st.sampled_from(
+        [UTC, timezone(timedelta(hours=5, minutes=30)), timezone(-timedelta(hours=8))]
+    ),
 )
 
 
@@ -109,7 +117,11 @@ def test_to_si_applies_a_power_of_ten_multiplier():
     assert normalize.to_si(Decimal("7.4"), "W", 3) == (Decimal("7400"), "W")
 
 
-@given(st.decimals(min_value=-(10**9), max_value=10**9, places=3, allow_nan=False, allow_infinity=False))
+@given(
+    st.decimals(
+        min_value=-(10**9), max_value=10**9, places=3, allow_nan=False, allow_infinity=False
+    )
+)
 def test_kwh_scaled_equals_wh(value):
     assert normalize.to_si(value, "kWh")[0] == normalize.to_si(value * 1000, "Wh")[0]
     assert normalize.to_si(value, "kW")[0] == normalize.to_si(value * 1000, "W")[0]
@@ -161,8 +173,13 @@ def test_samples_from_v16_flattens_and_normalizes():
                 "timestamp": "2024-03-01T13:00:00+01:00",
                 "sampled_value": [
                     {"value": "12.5", "unit": "kWh"},
-                    {"value": "7.4", "measurand": "Power.Active.Import", "unit": "kW",
-                     "context": "Sample.Clock", "location": "Outlet"},
+                    {
+                        "value": "7.4",
+                        "measurand": "Power.Active.Import",
+                        "unit": "kW",
+                        "context": "Sample.Clock",
+                        "location": "Outlet",
+                    },
                     {"value": "16.2", "measurand": "Current.Import", "phase": "L2"},
                     {"value": "56", "measurand": "SoC", "location": "EV"},
                 ],
@@ -171,25 +188,51 @@ def test_samples_from_v16_flattens_and_normalizes():
         ]
     )
     at = datetime(2024, 3, 1, 12, tzinfo=UTC)
-    assert [(s.measurand, s.phase, s.location, s.context, s.value, s.unit, s.raw_value, s.raw_unit) for s in samples] == [
-        ("Energy.Active.Import.Register", "", "", "Sample.Periodic", Decimal("12500"), "Wh", "12.5", "kWh"),
+    assert [
+        (s.measurand, s.phase, s.location, s.context, s.value, s.unit, s.raw_value, s.raw_unit)
+        for s in samples
+    ] == [
+        (
+            "Energy.Active.Import.Register",
+            "",
+            "",
+            "Sample.Periodic",
+            Decimal("12500"),
+            "Wh",
+            "12.5",
+            "kWh",
+        ),
         ("Power.Active.Import", "", "Outlet", "Sample.Clock", Decimal("7400"), "W", "7.4", "kW"),
         ("Current.Import", "L2", "", "Sample.Periodic", Decimal("16.2"), "A", "16.2", ""),
         ("SoC", "", "EV", "Sample.Periodic", Decimal("56"), "%", "56", ""),
-        ("Energy.Active.Import.Register", "", "", "Sample.Periodic", Decimal("12600"), "Wh", "12600", ""),
+        (
+            "Energy.Active.Import.Register",
+            "",
+            "",
+            "Sample.Periodic",
+            Decimal("12600"),
+            "Wh",
+            "12600",
+            "",
+        ),
     ]
     assert [s.timestamp for s in samples] == [at] * 4 + [at + timedelta(minutes=1)]
 
 
 def test_signed_values_are_kept_verbatim():
-    signed = "OCMF|{\"FV\":\"1.0\",\"RD\":[{\"RV\":12.5,\"RU\":\"kWh\"}]}|{\"SD\":\"3045...\"}"
+    signed = 'OCMF|{"FV":"1.0","RD":[{"RV":12.5,"RU":"kWh"}]}|{"SD":"3045..."}'
     samples = normalize.samples_from_v16(
         [
             {
                 "timestamp": "2024-03-01T12:00:00Z",
                 "sampled_value": [
-                    {"value": signed, "format": "SignedData", "context": "Transaction.End",
-                     "measurand": "Energy.Active.Import.Register", "unit": "kWh"},
+                    {
+                        "value": signed,
+                        "format": "SignedData",
+                        "context": "Transaction.End",
+                        "measurand": "Energy.Active.Import.Register",
+                        "unit": "kWh",
+                    },
                 ],
             }
         ]
@@ -230,8 +273,17 @@ def test_last_energy_register_takes_the_latest_total():
     at = datetime(2024, 3, 1, 12, tzinfo=UTC)
 
     def sample(measurand: str, value: str, minutes: int, phase: str = "") -> normalize.Sample:
-        return normalize.Sample(at + timedelta(minutes=minutes), measurand, phase, "", "Sample.Periodic",
-                                Decimal(value), "Wh", value, "Wh")
+        return normalize.Sample(
+            at + timedelta(minutes=minutes),
+            measurand,
+            phase,
+            "",
+            "Sample.Periodic",
+            Decimal(value),
+            "Wh",
+            value,
+            "Wh",
+        )
 
     assert normalize.last_energy_register([]) is None
     assert normalize.last_energy_register([sample("Power.Active.Import", "7000", 0)]) is None
@@ -247,8 +299,20 @@ def test_last_energy_register_takes_the_latest_total():
 # --- Status and sessions ---------------------------------------------------------------------------
 
 
-@pytest.mark.parametrize("status", ["Available", "Preparing", "Charging", "SuspendedEVSE", "SuspendedEV",
-                                    "Finishing", "Reserved", "Unavailable", "Faulted"])
+@pytest.mark.parametrize(
+    "status",
+    [
+        "Available",
+        "Preparing",
+        "Charging",
+        "SuspendedEVSE",
+        "SuspendedEV",
+        "Finishing",
+        "Reserved",
+        "Unavailable",
+        "Faulted",
+    ],
+)
 def test_v16_statuses_map_to_themselves(status):
     assert normalize.status_from_v16(status) == status
 
@@ -258,8 +322,12 @@ def test_an_unknown_status_is_unknown():
 
 
 def test_start_fingerprint_is_the_same_for_the_same_moment_in_any_zone():
-    first = normalize.start_fingerprint(connector_id=1, id_tag="T", meter_start=10, timestamp="2024-03-01T12:00:00Z")
-    same = normalize.start_fingerprint(connector_id=1, id_tag="T", meter_start=10, timestamp="2024-03-01T13:00:00+01:00")
+    first = normalize.start_fingerprint(
+        connector_id=1, id_tag="T", meter_start=10, timestamp="2024-03-01T12:00:00Z"
+    )
+    same = normalize.start_fingerprint(
+        connector_id=1, id_tag="T", meter_start=10, timestamp="2024-03-01T13:00:00+01:00"
+    )
     assert first == same
     assert len(first) == 64
 
@@ -274,5 +342,12 @@ def test_start_fingerprint_is_the_same_for_the_same_moment_in_any_zone():
     ],
 )
 def test_start_fingerprint_differs_when_any_field_differs(changed):
-    fields = {"connector_id": 1, "id_tag": "T", "meter_start": 10, "timestamp": "2024-03-01T12:00:00Z"}
-    assert normalize.start_fingerprint(**fields) != normalize.start_fingerprint(**{**fields, **changed})
+    fields = {
+        "connector_id": 1,
+        "id_tag": "T",
+        "meter_start": 10,
+        "timestamp": "2024-03-01T12:00:00Z",
+    }
+    assert normalize.start_fingerprint(**fields) != normalize.start_fingerprint(
+        **{**fields, **changed}
+    )

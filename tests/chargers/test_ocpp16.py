@@ -54,7 +54,9 @@ class Link:
         outcome = await self.dispatcher.handle_text(text)
         return json.loads(outcome.reply) if outcome.reply is not None else None
 
-    async def call(self, action: str, payload: dict[str, Any], message_id: str | None = None) -> list[Any]:
+    async def call(
+        self, action: str, payload: dict[str, Any], message_id: str | None = None
+    ) -> list[Any]:
         message_id = message_id or f"m-{next(self._ids)}"
         reply = await self.send_text(Call(message_id, action, payload).to_json())
         assert reply is not None
@@ -90,7 +92,10 @@ async def writer(settings: Any) -> AsyncIterator[BatchWriter]:
 
 def connect(charger: Charger) -> services.Connection:
     return services.charger_connect(
-        identity=charger.identity, password=CHARGER_PASSWORD, ocpp_version="1.6", channel_name="test.channel"
+        identity=charger.identity,
+        password=CHARGER_PASSWORD,
+        ocpp_version="1.6",
+        channel_name="test.channel",
     )
 
 
@@ -145,10 +150,16 @@ async def test_boot_accepted_with_the_heartbeat_interval(link, charger, settings
     assert_now(reply[2]["currentTime"], before)
     await charger.arefresh_from_db()
     assert (charger.vendor, charger.model, charger.serial_number, charger.firmware_version) == (
-        "ACME", "Wallbox 22", "CP-SN-1", "4.2.0"
+        "ACME",
+        "Wallbox 22",
+        "CP-SN-1",
+        "4.2.0",
     )
     assert (charger.iccid, charger.imsi, charger.meter_type, charger.meter_serial_number) == (
-        "8931", "20404", "Eastron", "M-77"
+        "8931",
+        "20404",
+        "Eastron",
+        "M-77",
     )
 
 
@@ -165,14 +176,19 @@ async def test_boot_pending_or_rejected_gets_the_retry_interval_and_nothing_else
         ("Heartbeat", {}),
         ("Authorize", {"idTag": "TAG-OK"}),
         ("StatusNotification", {"connectorId": 1, "errorCode": "NoError", "status": "Available"}),
-        ("StartTransaction", {"connectorId": 1, "idTag": "TAG-OK", "meterStart": 0, "timestamp": T0}),
+        (
+            "StartTransaction",
+            {"connectorId": 1, "idTag": "TAG-OK", "meterStart": 0, "timestamp": T0},
+        ),
     ]:
         code, _ = await link.error(action, payload)
         assert code == "SecurityError"
     assert not await Session.objects.filter(charger=charger).aexists()
 
 
-async def test_a_pending_charger_accepted_by_the_operator_is_accepted_at_its_next_boot(make_charger, writer):
+async def test_a_pending_charger_accepted_by_the_operator_is_accepted_at_its_next_boot(
+    make_charger, writer
+):
     charger = await sync_to_async(make_charger)("CP-9", registration_status="Pending")
     link = await link_for(charger, writer)
     assert (await link.result("BootNotification", BOOT))["status"] == "Pending"
@@ -203,27 +219,47 @@ async def test_status_notifications_are_batched_and_connector_zero_is_the_charge
         {"connectorId": 0, "errorCode": "NoError", "status": "Available", "timestamp": at(0)},
         message_id="s-0",
     ) == [3, "s-0", {}]
-    assert await booted.result(
-        "StatusNotification",
-        {"connectorId": 1, "errorCode": "GroundFailure", "status": "Faulted", "timestamp": at(1),
-         "info": "RCD tripped", "vendorId": "com.acme", "vendorErrorCode": "E-17"},
-    ) == {}
+    assert (
+        await booted.result(
+            "StatusNotification",
+            {
+                "connectorId": 1,
+                "errorCode": "GroundFailure",
+                "status": "Faulted",
+                "timestamp": at(1),
+                "info": "RCD tripped",
+                "vendorId": "com.acme",
+                "vendorErrorCode": "E-17",
+            },
+        )
+        == {}
+    )
     # The hot path writes nothing itself: the rows wait for the batch writer.
     assert not await Connector.objects.filter(charger=charger).aexists()
     await booted.writer.flush()
     charger_row = await Connector.objects.aget(charger=charger, connector_id=0)
     assert (charger_row.status, charger_row.evse_id, charger_row.status_at) == (
-        "Available", None, normalize.parse_datetime(at(0))
+        "Available",
+        None,
+        normalize.parse_datetime(at(0)),
     )
     faulted = await Connector.objects.aget(charger=charger, connector_id=1)
-    assert (faulted.status, faulted.raw_status, faulted.error_code, faulted.info, faulted.vendor_id,
-            faulted.vendor_error_code) == ("Faulted", "Faulted", "GroundFailure", "RCD tripped", "com.acme", "E-17")
+    assert (
+        faulted.status,
+        faulted.raw_status,
+        faulted.error_code,
+        faulted.info,
+        faulted.vendor_id,
+        faulted.vendor_error_code,
+    ) == ("Faulted", "Faulted", "GroundFailure", "RCD tripped", "com.acme", "E-17")
     assert await faulted.history.acount() == 1
 
 
 async def test_a_status_without_timestamp_is_stamped_on_arrival(booted, charger):
     before = timezone.now()
-    await booted.result("StatusNotification", {"connectorId": 2, "errorCode": "NoError", "status": "Preparing"})
+    await booted.result(
+        "StatusNotification", {"connectorId": 2, "errorCode": "NoError", "status": "Preparing"}
+    )
     await booted.writer.flush()
     connector = await Connector.objects.aget(charger=charger, connector_id=2)
     assert before <= connector.status_at <= timezone.now()
@@ -243,51 +279,91 @@ async def test_a_negative_connector_id_is_refused_and_never_reaches_the_writer(b
 
 async def test_authorize_accepted_with_parent_and_expiry(booted, organization):
     await sync_to_async(services.id_token_create)(
-        organization=organization, token="CARD-1", group_token="FLEET-7",
+        organization=organization,
+        token="CARD-1",
+        group_token="FLEET-7",
         expires_at=datetime(2031, 1, 1, 8, 30, tzinfo=UTC),
     )
     reply = await booted.call("Authorize", {"idTag": "CARD-1"}, message_id="a-1")
-    assert reply == [3, "a-1", {"idTagInfo": {
-        "status": "Accepted", "parentIdTag": "FLEET-7", "expiryDate": "2031-01-01T08:30:00.000Z"
-    }}]
+    assert reply == [
+        3,
+        "a-1",
+        {
+            "idTagInfo": {
+                "status": "Accepted",
+                "parentIdTag": "FLEET-7",
+                "expiryDate": "2031-01-01T08:30:00.000Z",
+            }
+        },
+    ]
 
 
 @pytest.mark.parametrize("status", ["Blocked", "Expired", "Invalid"])
 async def test_authorize_answers_the_stored_status(booted, organization, status):
-    await sync_to_async(services.id_token_create)(organization=organization, token="CARD-1", status=status)
-    assert await booted.result("Authorize", {"idTag": "CARD-1"}) == {"idTagInfo": {"status": status}}
+    await sync_to_async(services.id_token_create)(
+        organization=organization, token="CARD-1", status=status
+    )
+    assert await booted.result("Authorize", {"idTag": "CARD-1"}) == {
+        "idTagInfo": {"status": status}
+    }
 
 
 async def test_authorize_an_expired_token(booted, organization):
     expired = timezone.now() - timedelta(days=1)
-    await sync_to_async(services.id_token_create)(organization=organization, token="CARD-1", expires_at=expired)
+    await sync_to_async(services.id_token_create)(
+        organization=organization, token="CARD-1", expires_at=expired
+    )
     reply = await booted.result("Authorize", {"idTag": "CARD-1"})
-    assert reply == {"idTagInfo": {"status": "Expired", "expiryDate": normalize.format_datetime(expired)}}
+    assert reply == {
+        "idTagInfo": {"status": "Expired", "expiryDate": normalize.format_datetime(expired)}
+    }
 
 
 async def test_authorize_an_unknown_token_is_invalid(booted):
-    assert await booted.result("Authorize", {"idTag": "NOBODY"}) == {"idTagInfo": {"status": "Invalid"}}
+    assert await booted.result("Authorize", {"idTag": "NOBODY"}) == {
+        "idTagInfo": {"status": "Invalid"}
+    }
 
 
 async def test_authorize_a_token_already_charging_is_concurrent_tx(booted, id_token):
-    await booted.result("StartTransaction", {"connectorId": 1, "idTag": "TAG-OK", "meterStart": 0, "timestamp": T0})
-    assert await booted.result("Authorize", {"idTag": "TAG-OK"}) == {"idTagInfo": {"status": "ConcurrentTx"}}
+    await booted.result(
+        "StartTransaction", {"connectorId": 1, "idTag": "TAG-OK", "meterStart": 0, "timestamp": T0}
+    )
+    assert await booted.result("Authorize", {"idTag": "TAG-OK"}) == {
+        "idTagInfo": {"status": "ConcurrentTx"}
+    }
 
 
 # --- Transactions --------------------------------------------------------------------------------
 
 
-async def test_start_transaction_issues_an_integer_id_and_persists_before_answering(booted, charger, id_token):
+async def test_start_transaction_issues_an_integer_id_and_persists_before_answering(
+    booted, charger, id_token
+):
     reply = await booted.call(
         "StartTransaction",
-        {"connectorId": 1, "idTag": "TAG-OK", "meterStart": 1234, "timestamp": T0, "reservationId": 9},
+        {
+            "connectorId": 1,
+            "idTag": "TAG-OK",
+            "meterStart": 1234,
+            "timestamp": T0,
+            "reservationId": 9,
+        },
         message_id="st-1",
     )
     assert reply == [3, "st-1", {"transactionId": 1, "idTagInfo": {"status": "Accepted"}}]
     session = await Session.objects.aget(charger=charger)
-    assert (session.transaction_id, session.state, session.meter_start_wh, session.reservation_id,
-            session.ocpp_version, session.connector_number) == ("1", SessionState.ACTIVE, Decimal(1234), 9, "1.6", 1)
-    second = await booted.result("StartTransaction", {"connectorId": 2, "idTag": "NOBODY", "meterStart": 0, "timestamp": T0})
+    assert (
+        session.transaction_id,
+        session.state,
+        session.meter_start_wh,
+        session.reservation_id,
+        session.ocpp_version,
+        session.connector_number,
+    ) == ("1", SessionState.ACTIVE, Decimal(1234), 9, "1.6", 1)
+    second = await booted.result(
+        "StartTransaction", {"connectorId": 2, "idTag": "NOBODY", "meterStart": 0, "timestamp": T0}
+    )
     assert second == {"transactionId": 2, "idTagInfo": {"status": "Invalid"}}
 
 
@@ -299,13 +375,25 @@ async def test_a_resent_start_transaction_gets_the_same_answer(booted, charger, 
     assert await Session.objects.filter(charger=charger).acount() == 1
 
 
-async def test_a_new_start_on_the_same_connector_supersedes_the_open_session(booted, charger, id_token):
-    first = await booted.result("StartTransaction", {"connectorId": 1, "idTag": "TAG-OK", "meterStart": 100, "timestamp": T0})
-    second = await booted.result("StartTransaction", {"connectorId": 1, "idTag": "TAG-OK", "meterStart": 900, "timestamp": at(30)})
+async def test_a_new_start_on_the_same_connector_supersedes_the_open_session(
+    booted, charger, id_token
+):
+    first = await booted.result(
+        "StartTransaction",
+        {"connectorId": 1, "idTag": "TAG-OK", "meterStart": 100, "timestamp": T0},
+    )
+    second = await booted.result(
+        "StartTransaction",
+        {"connectorId": 1, "idTag": "TAG-OK", "meterStart": 900, "timestamp": at(30)},
+    )
     assert second["transactionId"] != first["transactionId"]
     assert second["idTagInfo"] == {"status": "Accepted"}
     old = await Session.objects.aget(transaction_id=str(first["transactionId"]))
-    assert (old.state, old.stop_reason, old.meter_stop_wh) == (SessionState.COMPLETED, "SupersededByNewTransaction", Decimal(900))
+    assert (old.state, old.stop_reason, old.meter_stop_wh) == (
+        SessionState.COMPLETED,
+        "SupersededByNewTransaction",
+        Decimal(900),
+    )
 
 
 @pytest.mark.parametrize(
@@ -317,7 +405,9 @@ async def test_a_new_start_on_the_same_connector_supersedes_the_open_session(boo
         {"connectorId": 2**40, "idTag": "TAG-OK", "meterStart": 0, "timestamp": T0},
     ],
 )
-async def test_an_impossible_start_is_refused_and_writes_nothing(booted, charger, id_token, payload):
+async def test_an_impossible_start_is_refused_and_writes_nothing(
+    booted, charger, id_token, payload
+):
     code, _ = await booted.error("StartTransaction", payload)
     assert code == "PropertyConstraintViolation"
     assert not await Session.objects.aexists()
@@ -327,18 +417,35 @@ def every_sampled_value() -> list[dict[str, str]]:
     """One sampled value per measurand, phase, location and context of OCPP 1.6, unit left out."""
     values = [{"value": "1", "measurand": m.value} for m in enums.Measurand]
     values += [{"value": "230", "measurand": "Voltage", "phase": p.value} for p in enums.Phase]
-    values += [{"value": "30", "measurand": "Temperature", "location": loc.value} for loc in enums.Location]
-    values += [{"value": "2", "measurand": "Power.Active.Import", "context": c.value, "unit": "kW",
-                "location": "Cable"} for c in enums.ReadingContext]
+    values += [
+        {"value": "30", "measurand": "Temperature", "location": loc.value} for loc in enums.Location
+    ]
+    values += [
+        {
+            "value": "2",
+            "measurand": "Power.Active.Import",
+            "context": c.value,
+            "unit": "kW",
+            "location": "Cable",
+        }
+        for c in enums.ReadingContext
+    ]
     return values
 
 
 async def test_meter_values_in_a_transaction_are_stored_with_the_session(booted, charger, id_token):
-    start = await booted.result("StartTransaction", {"connectorId": 1, "idTag": "TAG-OK", "meterStart": 1000, "timestamp": T0})
+    start = await booted.result(
+        "StartTransaction",
+        {"connectorId": 1, "idTag": "TAG-OK", "meterStart": 1000, "timestamp": T0},
+    )
     sampled = [*every_sampled_value(), {"value": "3.5", "unit": "kWh", "context": "Sample.Clock"}]
     reply = await booted.call(
         "MeterValues",
-        {"connectorId": 1, "transactionId": start["transactionId"], "meterValue": [{"timestamp": at(5), "sampledValue": sampled}]},
+        {
+            "connectorId": 1,
+            "transactionId": start["transactionId"],
+            "meterValue": [{"timestamp": at(5), "sampledValue": sampled}],
+        },
         message_id="mv-1",
     )
     assert reply == [3, "mv-1", {}]
@@ -351,7 +458,11 @@ async def test_meter_values_in_a_transaction_are_stored_with_the_session(booted,
     assert {p.value for p in enums.Phase} <= {k[1] for k in keys}
     assert {loc.value for loc in enums.Location} <= {k[2] for k in keys}
     assert {c.value for c in enums.ReadingContext} <= {k[3] for k in keys}
-    units = {s.measurand: s.unit for s in samples if s.context == "Sample.Periodic" and not s.phase and not s.location}
+    units = {
+        s.measurand: s.unit
+        for s in samples
+        if s.context == "Sample.Periodic" and not s.phase and not s.location
+    }
     assert units["Current.Offered"] == "A"
     assert units["Energy.Reactive.Import.Register"] == "varh"
     assert units["Power.Reactive.Export"] == "var"
@@ -365,33 +476,57 @@ async def test_meter_values_in_a_transaction_are_stored_with_the_session(booted,
 
 
 async def test_meter_values_outside_a_transaction_are_batched(booted, charger):
-    payload = {"connectorId": 0, "meterValue": [{"timestamp": at(1), "sampledValue": [
-        {"value": "50.02", "measurand": "Frequency"},
-        {"value": "12345", "unit": "Wh", "location": "Inlet"},
-    ]}]}
+    payload = {
+        "connectorId": 0,
+        "meterValue": [
+            {
+                "timestamp": at(1),
+                "sampledValue": [
+                    {"value": "50.02", "measurand": "Frequency"},
+                    {"value": "12345", "unit": "Wh", "location": "Inlet"},
+                ],
+            }
+        ],
+    }
     assert await booted.result("MeterValues", payload) == {}
     assert not await MeterSample.objects.aexists()
     await booted.writer.flush()
     samples = {s.measurand: s async for s in MeterSample.objects.filter(charger=charger)}
-    assert (samples["Frequency"].value, samples["Frequency"].unit, samples["Frequency"].session_id) == (
-        Decimal("50.02"), "Hz", None
-    )
-    assert (samples[normalize.ENERGY_REGISTER].value, samples[normalize.ENERGY_REGISTER].location) == (Decimal(12345), "Inlet")
+    assert (
+        samples["Frequency"].value,
+        samples["Frequency"].unit,
+        samples["Frequency"].session_id,
+    ) == (Decimal("50.02"), "Hz", None)
+    assert (
+        samples[normalize.ENERGY_REGISTER].value,
+        samples[normalize.ENERGY_REGISTER].location,
+    ) == (Decimal(12345), "Inlet")
 
 
 async def test_meter_values_with_an_unreadable_value_are_refused_whole(booted, charger, id_token):
-    start = await booted.result("StartTransaction", {"connectorId": 1, "idTag": "TAG-OK", "meterStart": 0, "timestamp": T0})
-    code, description = await booted.error("MeterValues", {
-        "connectorId": 1, "transactionId": start["transactionId"],
-        "meterValue": [{"timestamp": at(1), "sampledValue": [{"value": "100"}, {"value": "lots"}]}],
-    })
+    start = await booted.result(
+        "StartTransaction", {"connectorId": 1, "idTag": "TAG-OK", "meterStart": 0, "timestamp": T0}
+    )
+    code, description = await booted.error(
+        "MeterValues",
+        {
+            "connectorId": 1,
+            "transactionId": start["transactionId"],
+            "meterValue": [
+                {"timestamp": at(1), "sampledValue": [{"value": "100"}, {"value": "lots"}]}
+            ],
+        },
+    )
     assert code == "PropertyConstraintViolation"
     assert "lots" in description
     assert not await MeterSample.objects.aexists()
 
 
 async def test_stop_transaction_with_transaction_data(booted, charger, id_token):
-    start = await booted.result("StartTransaction", {"connectorId": 1, "idTag": "TAG-OK", "meterStart": 1000, "timestamp": T0})
+    start = await booted.result(
+        "StartTransaction",
+        {"connectorId": 1, "idTag": "TAG-OK", "meterStart": 1000, "timestamp": T0},
+    )
     reply = await booted.call(
         "StopTransaction",
         {
@@ -401,19 +536,39 @@ async def test_stop_transaction_with_transaction_data(booted, charger, id_token)
             "timestamp": at(60),
             "reason": "EVDisconnected",
             "transactionData": [
-                {"timestamp": T0, "sampledValue": [{"value": "1000", "context": "Transaction.Begin"}]},
-                {"timestamp": at(60), "sampledValue": [
-                    {"value": "11", "unit": "kWh", "context": "Transaction.End"},
-                    {"value": "OCMF|{}|{}", "format": "SignedData", "context": "Transaction.End"},
-                ]},
+                {
+                    "timestamp": T0,
+                    "sampledValue": [{"value": "1000", "context": "Transaction.Begin"}],
+                },
+                {
+                    "timestamp": at(60),
+                    "sampledValue": [
+                        {"value": "11", "unit": "kWh", "context": "Transaction.End"},
+                        {
+                            "value": "OCMF|{}|{}",
+                            "format": "SignedData",
+                            "context": "Transaction.End",
+                        },
+                    ],
+                },
             ],
         },
         message_id="stop-1",
     )
     assert reply == [3, "stop-1", {"idTagInfo": {"status": "Accepted"}}]
     session = await Session.objects.aget(charger=charger)
-    assert (session.state, session.meter_stop_wh, session.energy_wh, session.stop_reason, session.stopped_at) == (
-        SessionState.COMPLETED, Decimal(11000), Decimal(10000), "EVDisconnected", normalize.parse_datetime(at(60))
+    assert (
+        session.state,
+        session.meter_stop_wh,
+        session.energy_wh,
+        session.stop_reason,
+        session.stopped_at,
+    ) == (
+        SessionState.COMPLETED,
+        Decimal(11000),
+        Decimal(10000),
+        "EVDisconnected",
+        normalize.parse_datetime(at(60)),
     )
     samples = [s async for s in session.meter_samples.order_by("timestamp")]
     assert [(s.context, s.value, s.signed_data) for s in samples] == [
@@ -421,24 +576,49 @@ async def test_stop_transaction_with_transaction_data(booted, charger, id_token)
         ("Transaction.End", Decimal(11000), "OCMF|{}|{}"),
     ]
     # A re-sent stop is answered the same and changes nothing.
-    again = await booted.call("StopTransaction", {"transactionId": start["transactionId"], "idTag": "TAG-OK",
-                                                  "meterStop": 11000, "timestamp": at(60)}, message_id="stop-2")
+    again = await booted.call(
+        "StopTransaction",
+        {
+            "transactionId": start["transactionId"],
+            "idTag": "TAG-OK",
+            "meterStop": 11000,
+            "timestamp": at(60),
+        },
+        message_id="stop-2",
+    )
     assert again == [3, "stop-2", {"idTagInfo": {"status": "Accepted"}}]
     assert await session.meter_samples.acount() == 2
 
 
 async def test_stop_transaction_without_id_tag_has_an_empty_answer(booted, id_token):
-    start = await booted.result("StartTransaction", {"connectorId": 1, "idTag": "TAG-OK", "meterStart": 0, "timestamp": T0})
-    reply = await booted.result("StopTransaction", {"transactionId": start["transactionId"], "meterStop": 10, "timestamp": at(1)})
+    start = await booted.result(
+        "StartTransaction", {"connectorId": 1, "idTag": "TAG-OK", "meterStart": 0, "timestamp": T0}
+    )
+    reply = await booted.result(
+        "StopTransaction",
+        {"transactionId": start["transactionId"], "meterStop": 10, "timestamp": at(1)},
+    )
     assert reply == {}
 
 
 async def test_stop_for_an_unknown_transaction_is_answered_and_recorded(booted, charger, id_token):
-    reply = await booted.result("StopTransaction", {"transactionId": 4711, "idTag": "TAG-OK", "meterStop": 500,
-                                                   "timestamp": at(1), "reason": "PowerLoss"})
+    reply = await booted.result(
+        "StopTransaction",
+        {
+            "transactionId": 4711,
+            "idTag": "TAG-OK",
+            "meterStop": 500,
+            "timestamp": at(1),
+            "reason": "PowerLoss",
+        },
+    )
     assert reply == {"idTagInfo": {"status": "Accepted"}}
     unmatched = await UnmatchedStop.objects.aget(charger=charger)
-    assert (unmatched.transaction_id, unmatched.meter_stop_wh, unmatched.reason) == ("4711", Decimal(500), "PowerLoss")
+    assert (unmatched.transaction_id, unmatched.meter_stop_wh, unmatched.reason) == (
+        "4711",
+        Decimal(500),
+        "PowerLoss",
+    )
     assert unmatched.payload["transactionId"] == 4711
 
 
@@ -446,22 +626,33 @@ async def test_stop_for_an_unknown_transaction_is_answered_and_recorded(booted, 
 
 
 async def test_data_transfer_from_an_unknown_vendor(booted, charger):
-    reply = await booted.call("DataTransfer", {"vendorId": "com.nobody", "messageId": "Hello", "data": "x"}, message_id="dt-1")
+    reply = await booted.call(
+        "DataTransfer",
+        {"vendorId": "com.nobody", "messageId": "Hello", "data": "x"},
+        message_id="dt-1",
+    )
     assert reply == [3, "dt-1", {"status": "UnknownVendorId"}]
     record = await DataTransferRecord.objects.aget(charger=charger)
-    assert (record.direction, record.vendor_id, record.message_id, record.data, record.response_status) == (
-        "in", "com.nobody", "Hello", "x", "UnknownVendorId"
-    )
+    assert (
+        record.direction,
+        record.vendor_id,
+        record.message_id,
+        record.data,
+        record.response_status,
+    ) == ("in", "com.nobody", "Hello", "x", "UnknownVendorId")
 
 
 async def test_data_transfer_from_an_accepted_vendor_is_recorded(booted, charger, settings):
     settings.CPMS_DATATRANSFER_ACCEPT_VENDORS = ["com.acme"]
-    assert await booted.result("DataTransfer", {"vendorId": "com.acme", "messageId": "Telemetry", "data": '{"t":21}'}) == {
-        "status": "Accepted"
-    }
+    assert await booted.result(
+        "DataTransfer", {"vendorId": "com.acme", "messageId": "Telemetry", "data": '{"t":21}'}
+    ) == {"status": "Accepted"}
     record = await DataTransferRecord.objects.aget(charger=charger)
     assert (record.vendor_id, record.message_id, record.data, record.response_status) == (
-        "com.acme", "Telemetry", '{"t":21}', "Accepted"
+        "com.acme",
+        "Telemetry",
+        '{"t":21}',
+        "Accepted",
     )
 
 
@@ -479,17 +670,24 @@ def price_handler():
 
 
 async def test_data_transfer_to_a_registered_handler(booted, charger, price_handler):
-    reply = await booted.result("DataTransfer", {"vendorId": "com.example", "messageId": "Price", "data": "connector=1"})
-    assert reply == {"status": "Accepted", "data": json.dumps({"price": "0.39", "charger": charger.identity})}
-    assert [(r.vendor_id, r.message_id, r.data) for r in price_handler] == [("com.example", "Price", "connector=1")]
+    reply = await booted.result(
+        "DataTransfer", {"vendorId": "com.example", "messageId": "Price", "data": "connector=1"}
+    )
+    assert reply == {
+        "status": "Accepted",
+        "data": json.dumps({"price": "0.39", "charger": charger.identity}),
+    }
+    assert [(r.vendor_id, r.message_id, r.data) for r in price_handler] == [
+        ("com.example", "Price", "connector=1")
+    ]
     record = await DataTransferRecord.objects.aget(charger=charger)
     assert record.response_data == reply["data"]
 
 
 async def test_data_transfer_known_vendor_unknown_message(booted, price_handler):
-    assert await booted.result("DataTransfer", {"vendorId": "com.example", "messageId": "Weather"}) == {
-        "status": "UnknownMessageId"
-    }
+    assert await booted.result(
+        "DataTransfer", {"vendorId": "com.example", "messageId": "Weather"}
+    ) == {"status": "UnknownMessageId"}
     assert price_handler == []
 
 
@@ -500,7 +698,9 @@ async def test_diagnostics_status_notification(booted, charger):
     assert await booted.result("DiagnosticsStatusNotification", {"status": "Uploading"}) == {}
     await charger.arefresh_from_db()
     assert charger.diagnostics_status == "Uploading"
-    assert await charger.events.filter(kind=ChargerEvent.Kind.DIAGNOSTICS, status="Uploading").aexists()
+    assert await charger.events.filter(
+        kind=ChargerEvent.Kind.DIAGNOSTICS, status="Uploading"
+    ).aexists()
 
 
 async def test_firmware_status_notification_updates_the_charger(booted, charger):
@@ -516,23 +716,38 @@ async def test_firmware_status_notification_updates_the_charger(booted, charger)
 
 
 async def test_security_event_notification(booted, charger):
-    reply = await booted.result("SecurityEventNotification",
-                                {"type": "TamperDetectionActivated", "timestamp": "2024-03-01T13:00:00+01:00", "techInfo": "lid"})
+    reply = await booted.result(
+        "SecurityEventNotification",
+        {
+            "type": "TamperDetectionActivated",
+            "timestamp": "2024-03-01T13:00:00+01:00",
+            "techInfo": "lid",
+        },
+    )
     assert reply == {}
     event = await charger.events.aget(kind=ChargerEvent.Kind.SECURITY)
     assert (event.status, event.timestamp, event.detail) == (
-        "TamperDetectionActivated", normalize.parse_datetime(T0), {"tech_info": "lid"}
+        "TamperDetectionActivated",
+        normalize.parse_datetime(T0),
+        {"tech_info": "lid"},
     )
 
 
 async def test_log_status_notification(booted, charger):
-    assert await booted.result("LogStatusNotification", {"status": "Uploaded", "requestId": 17}) == {}
+    assert (
+        await booted.result("LogStatusNotification", {"status": "Uploaded", "requestId": 17}) == {}
+    )
     event = await charger.events.aget(kind=ChargerEvent.Kind.LOG)
     assert (event.status, event.request_id) == ("Uploaded", 17)
 
 
 async def test_signed_firmware_status_notification(booted, charger):
-    assert await booted.result("SignedFirmwareStatusNotification", {"status": "SignatureVerified", "requestId": 3}) == {}
+    assert (
+        await booted.result(
+            "SignedFirmwareStatusNotification", {"status": "SignatureVerified", "requestId": 3}
+        )
+        == {}
+    )
     await charger.arefresh_from_db()
     assert charger.firmware_status == "SignatureVerified"
     event = await charger.events.aget(kind=ChargerEvent.Kind.SIGNED_FIRMWARE)
@@ -541,8 +756,10 @@ async def test_signed_firmware_status_notification(booted, charger):
 
 @pytest.mark.parametrize(
     ("action", "payload"),
-    [("LogStatusNotification", {"status": "Uploaded", "requestId": 2**70}),
-     ("SignedFirmwareStatusNotification", {"status": "Installed", "requestId": -(2**70)})],
+    [
+        ("LogStatusNotification", {"status": "Uploaded", "requestId": 2**70}),
+        ("SignedFirmwareStatusNotification", {"status": "Installed", "requestId": -(2**70)}),
+    ],
 )
 async def test_request_ids_beyond_64_bits_are_refused(booted, charger, action, payload):
     code, _ = await booted.error(action, payload)
@@ -551,8 +768,12 @@ async def test_request_ids_beyond_64_bits_are_refused(booted, charger, action, p
 
 
 async def test_sign_certificate_is_rejected_without_a_certificate_authority(booted, charger):
-    assert await booted.result("SignCertificate", {"csr": "-----BEGIN CERTIFICATE REQUEST-----"}) == {"status": "Rejected"}
-    assert await charger.events.filter(kind=ChargerEvent.Kind.SECURITY, status="SignCertificateRejected").aexists()
+    assert await booted.result(
+        "SignCertificate", {"csr": "-----BEGIN CERTIFICATE REQUEST-----"}
+    ) == {"status": "Rejected"}
+    assert await charger.events.filter(
+        kind=ChargerEvent.Kind.SECURITY, status="SignCertificateRejected"
+    ).aexists()
 
 
 # --- What a charger may not send -----------------------------------------------------------------
@@ -563,7 +784,9 @@ async def test_an_unknown_action_is_not_implemented(booted):
     assert reply[:3] == [4, "c-1", "NotImplemented"]
 
 
-@pytest.mark.parametrize("action", ["Reset", "RemoteStartTransaction", "GetConfiguration", "TriggerMessage"])
+@pytest.mark.parametrize(
+    "action", ["Reset", "RemoteStartTransaction", "GetConfiguration", "TriggerMessage"]
+)
 async def test_a_central_system_action_sent_by_a_charger_is_not_supported(booted, action):
     code, description = await booted.error(action, {"type": "Soft"})
     assert code == "NotSupported"
@@ -607,7 +830,12 @@ async def test_answers_to_our_calls_are_matched_and_unknown_ones_ignored(booted)
     assert (outcome.reply, outcome.kind, outcome.action) == (None, 3, "Reset")
     assert "ours-1" not in booted.dispatcher.pending
     outcome = await booted.dispatcher.handle_text('[3, "nobody", {}]')
-    assert (outcome.reply, outcome.kind, outcome.message_id, outcome.action) == (None, 3, "nobody", "")
+    assert (outcome.reply, outcome.kind, outcome.message_id, outcome.action) == (
+        None,
+        3,
+        "nobody",
+        "",
+    )
     outcome = await booted.dispatcher.handle_text('[4, "nobody-2", "InternalError", "oops", {}]')
     assert (outcome.reply, outcome.kind) == (None, 4)
 
@@ -615,5 +843,7 @@ async def test_answers_to_our_calls_are_matched_and_unknown_ones_ignored(booted)
 async def test_a_charger_deleted_mid_session_gets_an_internal_error_not_a_crash(booted, charger):
     await IdToken.objects.all().adelete()
     await Charger.objects.filter(pk=charger.pk).adelete()
-    code, _ = await booted.error("StartTransaction", {"connectorId": 1, "idTag": "X", "meterStart": 0, "timestamp": T0})
+    code, _ = await booted.error(
+        "StartTransaction", {"connectorId": 1, "idTag": "X", "meterStart": 0, "timestamp": T0}
+    )
     assert code == "InternalError"

@@ -77,7 +77,9 @@ def test_a_36_character_message_id_is_fine():
     st.dictionaries(st.text(max_size=5), st.integers() | st.text(max_size=5), max_size=3),
 )
 def test_call_frames_round_trip(message_id, action, payload):
-    assert protocol.parse(protocol.call(message_id, action, payload)) == Call(message_id, action, payload)
+    assert protocol.parse(protocol.call(message_id, action, payload)) == Call(
+        message_id, action, payload
+    )
 
 
 @given(st.text(max_size=200))
@@ -97,8 +99,16 @@ BOOT = {"chargePointVendor": "V", "chargePointModel": "M"}
     ("payload", "code", "v16_code"),
     [
         ({**BOOT, "chargePointVendor": 5}, "TypeConstraintViolation", "TypeConstraintViolation"),
-        ({"chargePointModel": "M"}, "OccurrenceConstraintViolation", "OccurenceConstraintViolation"),
-        ({**BOOT, "chargePointVendor": "V" * 21}, "PropertyConstraintViolation", "PropertyConstraintViolation"),
+        (
+            {"chargePointModel": "M"},
+            "OccurrenceConstraintViolation",
+            "OccurenceConstraintViolation",
+        ),
+        (
+            {**BOOT, "chargePointVendor": "V" * 21},
+            "PropertyConstraintViolation",
+            "PropertyConstraintViolation",
+        ),
         ({**BOOT, "colour": "red"}, "FormatViolation", "FormationViolation"),
     ],
 )
@@ -125,7 +135,9 @@ def test_an_enum_violation_is_a_property_constraint_violation():
 
 def test_an_empty_required_array_is_an_occurrence_violation():
     with pytest.raises(FrameError) as caught:
-        protocol.validate(protocol.CALL, "MeterValues", {"connectorId": 1, "meterValue": []}, "1.6", "m-1")
+        protocol.validate(
+            protocol.CALL, "MeterValues", {"connectorId": 1, "meterValue": []}, "1.6", "m-1"
+        )
     assert caught.value.code == "OccurrenceConstraintViolation"
 
 
@@ -144,7 +156,11 @@ def test_valid_payloads_pass():
     ("code", "v16", "v201"),
     [
         ("FormatViolation", "FormationViolation", "FormatViolation"),
-        ("OccurrenceConstraintViolation", "OccurenceConstraintViolation", "OccurrenceConstraintViolation"),
+        (
+            "OccurrenceConstraintViolation",
+            "OccurenceConstraintViolation",
+            "OccurrenceConstraintViolation",
+        ),
         ("MessageTypeNotSupported", "ProtocolError", "MessageTypeNotSupported"),
         ("RpcFrameworkError", "ProtocolError", "RpcFrameworkError"),
         ("NotImplemented", "NotImplemented", "NotImplemented"),

@@ -54,7 +54,9 @@ def near(
     if depth > 6:
         return ODD
     if "enum" in schema:
-        return st.one_of(st.sampled_from(schema["enum"]), odd, st.text(max_size=4) if not strict else odd)
+        return st.one_of(
+            st.sampled_from(schema["enum"]), odd, st.text(max_size=4) if not strict else odd
+        )
     kind = schema.get("type")
     if kind == "object":
         return objects(schema, root, strict, depth)
@@ -151,7 +153,12 @@ def test_an_integer_sent_as_a_float_is_refused_by_both(version):
     payload = (
         {"connectorId": 1.0, "errorCode": "NoError", "status": "Available"}
         if version == "1.6"
-        else {"timestamp": "2024-03-01T12:00:00Z", "connectorStatus": "Available", "evseId": 1.0, "connectorId": 1}
+        else {
+            "timestamp": "2024-03-01T12:00:00Z",
+            "connectorStatus": "Available",
+            "evseId": 1.0,
+            "connectorId": 1,
+        }
     )
     assert not get_validator(protocol.CALL, action, version).is_valid(payload)
     assert not protocol._compiled(protocol.CALL, action, version)(payload)

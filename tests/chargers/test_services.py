@@ -63,7 +63,10 @@ def start(charger: Charger, **kwargs: Any) -> services.StartResult:
 
 
 def stop_request(
-    transaction_id: int | str, meter_stop: int = 5000, minutes: float = 30, id_tag: str = "TAG-OK",
+    transaction_id: int | str,
+    meter_stop: int = 5000,
+    minutes: float = 30,
+    id_tag: str = "TAG-OK",
     samples: list[normalize.Sample] | None = None,
 ) -> normalize.StopRequest:
     return normalize.StopRequest(
@@ -179,11 +182,18 @@ def test_a_token_in_a_session_is_concurrent_tx(organization, charger, id_token):
 @override_settings(CPMS_HEARTBEAT_INTERVAL=300, CPMS_BOOT_RETRY_INTERVAL=60)
 def test_boot_answers_per_registration(make_charger, registration, interval):
     charger = make_charger(registration_status=registration)
-    info = services.BootInfo(vendor="ACME", model="Wallbox", serial_number="SN-1", firmware_version="2.1")
-    assert services.charger_boot(charger_pk=charger.pk, info=info) == services.BootResult(registration, interval)
+    info = services.BootInfo(
+        vendor="ACME", model="Wallbox", serial_number="SN-1", firmware_version="2.1"
+    )
+    assert services.charger_boot(charger_pk=charger.pk, info=info) == services.BootResult(
+        registration, interval
+    )
     charger.refresh_from_db()
     assert (charger.vendor, charger.model, charger.serial_number, charger.firmware_version) == (
-        "ACME", "Wallbox", "SN-1", "2.1"
+        "ACME",
+        "Wallbox",
+        "SN-1",
+        "2.1",
     )
     assert charger.last_boot_at is not None
     assert charger.events.get(kind=ChargerEvent.Kind.BOOT).status == registration
@@ -191,19 +201,30 @@ def test_boot_answers_per_registration(make_charger, registration, interval):
 
 def test_boot_uses_the_chargers_own_heartbeat_interval(make_charger):
     charger = make_charger(heartbeat_interval=45)
-    result = services.charger_boot(charger_pk=charger.pk, info=services.BootInfo(vendor="V", model="M"))
+    result = services.charger_boot(
+        charger_pk=charger.pk, info=services.BootInfo(vendor="V", model="M")
+    )
     assert result.interval == 45
 
 
 def test_connect_authenticates_and_marks_connected(charger):
     connection = services.charger_connect(
-        identity=charger.identity, password=CHARGER_PASSWORD, ocpp_version="1.6", channel_name="chan-1"
+        identity=charger.identity,
+        password=CHARGER_PASSWORD,
+        ocpp_version="1.6",
+        channel_name="chan-1",
     )
     assert (connection.charger_pk, connection.registration_status, connection.previous_channel) == (
-        charger.pk, "Accepted", ""
+        charger.pk,
+        "Accepted",
+        "",
     )
     charger.refresh_from_db()
-    assert (charger.connected, charger.channel_name, charger.ocpp_version) == (True, "chan-1", "1.6")
+    assert (charger.connected, charger.channel_name, charger.ocpp_version) == (
+        True,
+        "chan-1",
+        "1.6",
+    )
 
 
 @pytest.mark.parametrize("password", [None, "wrong-password", ""])
@@ -217,7 +238,9 @@ def test_connect_refuses_a_bad_password(charger, password):
 
 def test_connect_refuses_an_unknown_charger(organization):
     with pytest.raises(services.Refused):
-        services.charger_connect(identity="GHOST", password="x" * 10, ocpp_version="1.6", channel_name="c")
+        services.charger_connect(
+            identity="GHOST", password="x" * 10, ocpp_version="1.6", channel_name="c"
+        )
     assert not Charger.objects.filter(identity="GHOST").exists()
 
 
@@ -225,7 +248,9 @@ def test_connect_refuses_an_unknown_charger(organization):
 @override_settings(CPMS_AUTO_REGISTER=True)
 def test_connect_refuses_control_characters_in_the_id(organization, identity):
     with pytest.raises(services.Refused):
-        services.charger_connect(identity=identity, password="x" * 10, ocpp_version="1.6", channel_name="c")
+        services.charger_connect(
+            identity=identity, password="x" * 10, ocpp_version="1.6", channel_name="c"
+        )
     assert not Charger.objects.exists()
 
 
@@ -239,11 +264,15 @@ def test_auto_register_creates_a_pending_charger(organization):
     assert charger.organization == organization
     # The password it came with is its secret from now on.
     with pytest.raises(services.Refused):
-        services.charger_connect(identity="NEW-1", password="other-secret", ocpp_version="1.6", channel_name="d")
+        services.charger_connect(
+            identity="NEW-1", password="other-secret", ocpp_version="1.6", channel_name="d"
+        )
 
 
 def test_a_reconnect_names_the_previous_socket_and_a_late_close_keeps_it_connected(charger):
-    services.charger_connect(identity=charger.identity, password=CHARGER_PASSWORD, ocpp_version="1.6", channel_name="old")
+    services.charger_connect(
+        identity=charger.identity, password=CHARGER_PASSWORD, ocpp_version="1.6", channel_name="old"
+    )
     second = services.charger_connect(
         identity=charger.identity, password=CHARGER_PASSWORD, ocpp_version="1.6", channel_name="new"
     )
@@ -265,9 +294,16 @@ def test_session_start_opens_a_session(charger, id_token):
     assert result.authorization.status == "Accepted"
     session = Session.objects.get()
     assert (session.transaction_id, session.state, session.meter_start_wh, session.started_at) == (
-        str(result.transaction_id), SessionState.ACTIVE, Decimal(1000), T0
+        str(result.transaction_id),
+        SessionState.ACTIVE,
+        Decimal(1000),
+        T0,
     )
-    assert (session.id_token, session.id_tag, session.connector.connector_id) == (id_token, "TAG-OK", 1)
+    assert (session.id_token, session.id_tag, session.connector.connector_id) == (
+        id_token,
+        "TAG-OK",
+        1,
+    )
 
 
 def test_a_start_with_an_unknown_token_is_recorded_with_its_status(charger):
@@ -295,11 +331,16 @@ def test_transaction_ids_are_integers_unique_per_charger(make_charger, id_token)
     assert Charger.objects.get(pk=one.pk).last_transaction_id == max(ids_one)
 
 
-def test_a_new_start_on_a_busy_connector_closes_the_stale_session(charger, id_token, org_events, django_capture_on_commit_callbacks):
+def test_a_new_start_on_a_busy_connector_closes_the_stale_session(
+    charger, id_token, org_events, django_capture_on_commit_callbacks
+):
     stale = start(charger, meter_start=1000)
     services.session_meter_values(
-        charger_pk=charger.pk, organization_pk=charger.organization_id, connector_id=1,
-        transaction_id=str(stale.transaction_id), samples=[register("1500", 10)],
+        charger_pk=charger.pk,
+        organization_pk=charger.organization_id,
+        connector_id=1,
+        transaction_id=str(stale.transaction_id),
+        samples=[register("1500", 10)],
     )
     with django_capture_on_commit_callbacks(execute=True):
         fresh = start(charger, meter_start=1600, minutes=60)
@@ -308,12 +349,26 @@ def test_a_new_start_on_a_busy_connector_closes_the_stale_session(charger, id_to
     # The token's own stale session does not make the new one concurrent.
     assert fresh.authorization.status == "Accepted"
     closed = Session.objects.get(transaction_id=str(stale.transaction_id))
-    assert (closed.state, closed.stop_reason, closed.meter_stop_wh, closed.energy_wh, closed.stopped_at) == (
-        SessionState.COMPLETED, "SupersededByNewTransaction", Decimal(1600), Decimal(600),
+    assert (
+        closed.state,
+        closed.stop_reason,
+        closed.meter_stop_wh,
+        closed.energy_wh,
+        closed.stopped_at,
+    ) == (
+        SessionState.COMPLETED,
+        "SupersededByNewTransaction",
+        Decimal(1600),
+        Decimal(600),
         T0 + timedelta(minutes=60),
     )
-    assert Session.objects.get(transaction_id=str(fresh.transaction_id)).state == SessionState.ACTIVE
-    assert charger.events.filter(kind=ChargerEvent.Kind.RECONCILIATION, status="SessionClosed").count() == 1
+    assert (
+        Session.objects.get(transaction_id=str(fresh.transaction_id)).state == SessionState.ACTIVE
+    )
+    assert (
+        charger.events.filter(kind=ChargerEvent.Kind.RECONCILIATION, status="SessionClosed").count()
+        == 1
+    )
     published = [org_events() for _ in range(2)]
     assert [(e["kind"], e["data"]["transaction_id"]) for e in published] == [
         ("session.ended", str(stale.transaction_id)),
@@ -324,8 +379,13 @@ def test_a_new_start_on_a_busy_connector_closes_the_stale_session(charger, id_to
 
 def test_issued_transaction_ids_skip_ids_the_charger_used_itself(charger, id_token):
     Session.objects.create(
-        charger=charger, transaction_id="1", ocpp_version="2.0.1", start_key="tx-from-2x",
-        started_at=T0, meter_start_wh=Decimal(0), state=SessionState.COMPLETED,
+        charger=charger,
+        transaction_id="1",
+        ocpp_version="2.0.1",
+        start_key="tx-from-2x",
+        started_at=T0,
+        meter_start_wh=Decimal(0),
+        state=SessionState.COMPLETED,
     )
     assert start(charger).transaction_id == 2
 
@@ -337,25 +397,36 @@ def test_a_late_stop_of_a_superseded_session_replaces_the_estimate(charger, id_t
     assert late.matched
     closed = Session.objects.get(transaction_id=str(stale.transaction_id))
     assert (closed.stop_reason, closed.meter_stop_wh, closed.energy_wh, closed.stopped_at) == (
-        "Local", Decimal(1550), Decimal(550), T0 + timedelta(minutes=40),
+        "Local",
+        Decimal(1550),
+        Decimal(550),
+        T0 + timedelta(minutes=40),
     )
-    corrected = charger.events.get(kind=ChargerEvent.Kind.RECONCILIATION, status="SupersededSessionCorrected")
+    corrected = charger.events.get(
+        kind=ChargerEvent.Kind.RECONCILIATION, status="SupersededSessionCorrected"
+    )
     assert corrected.detail["estimated_meter_stop_wh"] == "1600.000"
     # A re-send of the same stop changes nothing more.
     stop(charger, stale.transaction_id, meter_stop=1550, minutes=40)
     assert charger.events.filter(status="SupersededSessionCorrected").count() == 1
 
 
-def test_session_stop_closes_the_session(charger, id_token, org_events, django_capture_on_commit_callbacks):
+def test_session_stop_closes_the_session(
+    charger, id_token, org_events, django_capture_on_commit_callbacks
+):
     result = start(charger, meter_start=1000)
     with django_capture_on_commit_callbacks(execute=True):
         stopped = stop(charger, result.transaction_id, meter_stop=8500, minutes=45)
     assert stopped.matched
     assert stopped.authorization is not None and stopped.authorization.status == "Accepted"
     session = Session.objects.get()
-    assert (session.state, session.meter_stop_wh, session.energy_wh, session.stop_reason, session.stop_id_tag) == (
-        SessionState.COMPLETED, Decimal(8500), Decimal(7500), "Local", "TAG-OK"
-    )
+    assert (
+        session.state,
+        session.meter_stop_wh,
+        session.energy_wh,
+        session.stop_reason,
+        session.stop_id_tag,
+    ) == (SessionState.COMPLETED, Decimal(8500), Decimal(7500), "Local", "TAG-OK")
     assert session.stopped_at == T0 + timedelta(minutes=45)
     event = org_events()
     assert (event["kind"], event["data"]["energy_wh"]) == ("session.ended", "7500.000")
@@ -363,17 +434,32 @@ def test_session_stop_closes_the_session(charger, id_token, org_events, django_c
 
 def test_session_stop_stores_transaction_data_with_the_session(charger, id_token):
     result = start(charger)
-    stop(charger, result.transaction_id, samples=[register("1000", 0, "Transaction.Begin"), register("5000", 30, "Transaction.End")])
+    stop(
+        charger,
+        result.transaction_id,
+        samples=[register("1000", 0, "Transaction.Begin"), register("5000", 30, "Transaction.End")],
+    )
     session = Session.objects.get()
     assert sorted(session.meter_samples.values_list("context", "value")) == [
-        ("Transaction.Begin", Decimal(1000)), ("Transaction.End", Decimal(5000))
+        ("Transaction.Begin", Decimal(1000)),
+        ("Transaction.End", Decimal(5000)),
     ]
 
 
 def test_session_stop_is_idempotent(charger, id_token):
     result = start(charger)
-    stop(charger, result.transaction_id, meter_stop=5000, samples=[register("5000", 30, "Transaction.End")])
-    again = stop(charger, result.transaction_id, meter_stop=5000, samples=[register("5000", 30, "Transaction.End")])
+    stop(
+        charger,
+        result.transaction_id,
+        meter_stop=5000,
+        samples=[register("5000", 30, "Transaction.End")],
+    )
+    again = stop(
+        charger,
+        result.transaction_id,
+        meter_stop=5000,
+        samples=[register("5000", 30, "Transaction.End")],
+    )
     assert again.matched
     session = Session.objects.get()
     assert (session.state, session.energy_wh) == (SessionState.COMPLETED, Decimal(4000))
@@ -386,9 +472,12 @@ def test_a_stop_for_an_unknown_transaction_is_kept_and_answered(charger, id_toke
     assert not result.matched
     assert result.authorization is not None and result.authorization.status == "Accepted"
     unmatched = UnmatchedStop.objects.get()
-    assert (unmatched.charger, unmatched.transaction_id, unmatched.meter_stop_wh, unmatched.id_tag) == (
-        charger, "999", Decimal(4200), "TAG-OK"
-    )
+    assert (
+        unmatched.charger,
+        unmatched.transaction_id,
+        unmatched.meter_stop_wh,
+        unmatched.id_tag,
+    ) == (charger, "999", Decimal(4200), "TAG-OK")
     assert unmatched.payload == {"transactionId": 999, "meterStop": 4200}
     stop(charger, 999, meter_stop=4200)
     assert UnmatchedStop.objects.count() == 1
@@ -403,20 +492,28 @@ def test_a_stop_without_id_tag_has_no_authorization(charger, id_token):
 def test_meter_values_in_a_transaction_are_stored_with_the_session(charger, id_token):
     result = start(charger, meter_start=1000)
     known = services.session_meter_values(
-        charger_pk=charger.pk, organization_pk=charger.organization_id, connector_id=1,
+        charger_pk=charger.pk,
+        organization_pk=charger.organization_id,
+        connector_id=1,
         transaction_id=str(result.transaction_id),
         samples=[register("1200", 1), register("1900", 2)],
     )
     assert known
     session = Session.objects.get()
     assert session.energy_wh == Decimal(900)
-    assert sorted(session.meter_samples.values_list("value", flat=True)) == [Decimal(1200), Decimal(1900)]
+    assert sorted(session.meter_samples.values_list("value", flat=True)) == [
+        Decimal(1200),
+        Decimal(1900),
+    ]
 
 
 def test_meter_values_for_an_unknown_transaction_are_kept_without_a_session(charger):
     known = services.session_meter_values(
-        charger_pk=charger.pk, organization_pk=charger.organization_id, connector_id=2,
-        transaction_id="77", samples=[register("1200", 1)],
+        charger_pk=charger.pk,
+        organization_pk=charger.organization_id,
+        connector_id=2,
+        transaction_id="77",
+        samples=[register("1200", 1)],
     )
     assert not known
     sample = MeterSample.objects.get()
@@ -427,8 +524,11 @@ def test_meter_values_after_the_stop_do_not_change_the_energy(charger, id_token)
     result = start(charger, meter_start=1000)
     stop(charger, result.transaction_id, meter_stop=2000)
     services.session_meter_values(
-        charger_pk=charger.pk, organization_pk=charger.organization_id, connector_id=1,
-        transaction_id=str(result.transaction_id), samples=[register("9000", 40)],
+        charger_pk=charger.pk,
+        organization_pk=charger.organization_id,
+        connector_id=1,
+        transaction_id=str(result.transaction_id),
+        samples=[register("9000", 40)],
     )
     assert Session.objects.get().energy_wh == Decimal(1000)
 
@@ -445,7 +545,9 @@ def test_meter_values_after_the_stop_do_not_change_the_energy(charger, id_token)
     ],
 )
 def test_status_notifications_update_the_charger(charger, kind, field):
-    services.charger_event_record(charger_pk=charger.pk, kind=kind, status="Installing", request_id=4)
+    services.charger_event_record(
+        charger_pk=charger.pk, kind=kind, status="Installing", request_id=4
+    )
     charger.refresh_from_db()
     assert getattr(charger, field) == "Installing"
     assert getattr(charger, field + "_at") is not None
@@ -458,18 +560,31 @@ def test_status_notifications_update_the_charger(charger, kind, field):
 
 def status_row(charger: Charger, connector_id: int, status: str, minutes: float) -> StatusRow:
     return StatusRow(
-        charger_pk=charger.pk, organization_pk=charger.organization_id, charger_identity=charger.identity,
-        connector_id=connector_id, evse_id=connector_id or None, status=status, raw_status=status,
-        error_code="NoError", info="", vendor_id="", vendor_error_code="",
+        charger_pk=charger.pk,
+        organization_pk=charger.organization_id,
+        charger_identity=charger.identity,
+        connector_id=connector_id,
+        evse_id=connector_id or None,
+        status=status,
+        raw_status=status,
+        error_code="NoError",
+        info="",
+        vendor_id="",
+        vendor_error_code="",
         timestamp=T0 + timedelta(minutes=minutes),
     )
 
 
 def frame_row(charger: Charger | None, direction: str, message_id: str) -> FrameRow:
     return FrameRow(
-        charger_pk=charger.pk if charger else None, charger_identity=charger.identity if charger else "?",
-        direction=direction, kind=2, message_id=message_id, action="Heartbeat",
-        raw=f'[2,"{message_id}","Heartbeat",{{}}]', timestamp=T0,
+        charger_pk=charger.pk if charger else None,
+        charger_identity=charger.identity if charger else "?",
+        direction=direction,
+        kind=2,
+        message_id=message_id,
+        action="Heartbeat",
+        raw=f'[2,"{message_id}","Heartbeat",{{}}]',
+        timestamp=T0,
     )
 
 
@@ -486,12 +601,13 @@ def test_batch_write_stores_frames_statuses_samples_and_last_seen(charger):
         samples=[SampleRow(charger.pk, 1, register("321", 3))],
     )
     assert list(Frame.objects.order_by("id").values_list("direction", "message_id", "action")) == [
-        ("in", "a", "Heartbeat"), ("out", "a", "Heartbeat")
+        ("in", "a", "Heartbeat"),
+        ("out", "a", "Heartbeat"),
     ]
     assert Charger.objects.get(pk=charger.pk).last_seen == seen
-    assert dict(Connector.objects.filter(charger=charger).values_list("connector_id", "status")) == {
-        0: "Available", 1: "Charging"
-    }
+    assert dict(
+        Connector.objects.filter(charger=charger).values_list("connector_id", "status")
+    ) == {0: "Available", 1: "Charging"}
     history = ConnectorStatusChange.objects.filter(connector__connector_id=1).order_by("timestamp")
     assert list(history.values_list("status", flat=True)) == ["Preparing", "Charging"]
     sample = MeterSample.objects.get()
@@ -499,8 +615,12 @@ def test_batch_write_stores_frames_statuses_samples_and_last_seen(charger):
 
 
 def test_batch_write_updates_existing_connectors_and_keeps_their_history(charger):
-    services.batch_write(frames=[], seen={}, statuses=[status_row(charger, 1, "Available", 0)], samples=[])
-    services.batch_write(frames=[], seen={}, statuses=[status_row(charger, 1, "Faulted", 5)], samples=[])
+    services.batch_write(
+        frames=[], seen={}, statuses=[status_row(charger, 1, "Available", 0)], samples=[]
+    )
+    services.batch_write(
+        frames=[], seen={}, statuses=[status_row(charger, 1, "Faulted", 5)], samples=[]
+    )
     connector = Connector.objects.get(charger=charger, connector_id=1)
     assert (connector.status, connector.status_at) == ("Faulted", T0 + timedelta(minutes=5))
     assert connector.history.count() == 2

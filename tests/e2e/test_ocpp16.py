@@ -116,8 +116,11 @@ async def test_a_strict_client_runs_a_whole_session(server, charger, id_token):
     identity = charger.identity
     async with strict_client(server, identity) as cp:
         boot = await cp.call(
-            call.BootNotification(charge_point_vendor="ACME", charge_point_model="Wallbox 22",
-                                  firmware_version="4.2.0"),
+            call.BootNotification(
+                charge_point_vendor="ACME",
+                charge_point_model="Wallbox 22",
+                firmware_version="4.2.0",
+            ),
             suppress=False,
         )
         assert isinstance(boot, call_result.BootNotification)
@@ -128,11 +131,18 @@ async def test_a_strict_client_runs_a_whole_session(server, charger, id_token):
         assert heartbeat.current_time.endswith("Z")
 
         for connector_id in (0, 1):
-            assert await cp.call(
-                call.StatusNotification(connector_id=connector_id, error_code="NoError", status="Available",
-                                        timestamp=T0),
-                suppress=False,
-            ) == call_result.StatusNotification()
+            assert (
+                await cp.call(
+                    call.StatusNotification(
+                        connector_id=connector_id,
+                        error_code="NoError",
+                        status="Available",
+                        timestamp=T0,
+                    ),
+                    suppress=False,
+                )
+                == call_result.StatusNotification()
+            )
 
         authorized = await cp.call(call.Authorize(id_tag="TAG-OK"), suppress=False)
         assert authorized.id_tag_info == {"status": "Accepted"}
@@ -145,23 +155,51 @@ async def test_a_strict_client_runs_a_whole_session(server, charger, id_token):
         )
         assert isinstance(started.transaction_id, int)
         assert started.id_tag_info == {"status": "Accepted"}
-        await cp.call(call.StatusNotification(connector_id=1, error_code="NoError", status="Charging",
-                                              timestamp="2024-03-01T12:00:01Z"), suppress=False)
+        await cp.call(
+            call.StatusNotification(
+                connector_id=1,
+                error_code="NoError",
+                status="Charging",
+                timestamp="2024-03-01T12:00:01Z",
+            ),
+            suppress=False,
+        )
 
         metered = await cp.call(
             call.MeterValues(
                 connector_id=1,
                 transaction_id=started.transaction_id,
-                meter_value=[{
-                    "timestamp": "2024-03-01T12:15:00Z",
-                    "sampledValue": [
-                        {"value": "12.5", "measurand": "Energy.Active.Import.Register", "unit": "kWh"},
-                        {"value": "11.04", "measurand": "Power.Active.Import", "unit": "kW"},
-                        {"value": "16.0", "measurand": "Current.Import", "phase": "L1", "unit": "A"},
-                        {"value": "231.2", "measurand": "Voltage", "phase": "L1-N", "unit": "V"},
-                        {"value": "67", "measurand": "SoC", "location": "EV", "unit": "Percent"},
-                    ],
-                }],
+                meter_value=[
+                    {
+                        "timestamp": "2024-03-01T12:15:00Z",
+                        "sampledValue": [
+                            {
+                                "value": "12.5",
+                                "measurand": "Energy.Active.Import.Register",
+                                "unit": "kWh",
+                            },
+                            {"value": "11.04", "measurand": "Power.Active.Import", "unit": "kW"},
+                            {
+                                "value": "16.0",
+                                "measurand": "Current.Import",
+                                "phase": "L1",
+                                "unit": "A",
+                            },
+                            {
+                                "value": "231.2",
+                                "measurand": "Voltage",
+                                "phase": "L1-N",
+                                "unit": "V",
+                            },
+                            {
+                                "value": "67",
+                                "measurand": "SoC",
+                                "location": "EV",
+                                "unit": "Percent",
+                            },
+                        ],
+                    }
+                ],
             ),
             suppress=False,
         )
@@ -169,39 +207,70 @@ async def test_a_strict_client_runs_a_whole_session(server, charger, id_token):
 
         stopped = await cp.call(
             call.StopTransaction(
-                meter_stop=21000, timestamp="2024-03-01T13:00:00Z", transaction_id=started.transaction_id,
-                id_tag="TAG-OK", reason="EVDisconnected",
-                transaction_data=[{"timestamp": "2024-03-01T13:00:00Z", "sampledValue": [
-                    {"value": "21000", "context": "Transaction.End"}]}],
+                meter_stop=21000,
+                timestamp="2024-03-01T13:00:00Z",
+                transaction_id=started.transaction_id,
+                id_tag="TAG-OK",
+                reason="EVDisconnected",
+                transaction_data=[
+                    {
+                        "timestamp": "2024-03-01T13:00:00Z",
+                        "sampledValue": [{"value": "21000", "context": "Transaction.End"}],
+                    }
+                ],
             ),
             suppress=False,
         )
         assert stopped.id_tag_info == {"status": "Accepted"}
 
     session = await Session.objects.aget(charger=charger)
-    assert (session.transaction_id, session.state, session.meter_start_wh, session.meter_stop_wh,
-            session.energy_wh, session.stop_reason) == (
-        str(started.transaction_id), SessionState.COMPLETED, Decimal(10000), Decimal(21000), Decimal(11000),
+    assert (
+        session.transaction_id,
+        session.state,
+        session.meter_start_wh,
+        session.meter_stop_wh,
+        session.energy_wh,
+        session.stop_reason,
+    ) == (
+        str(started.transaction_id),
+        SessionState.COMPLETED,
+        Decimal(10000),
+        Decimal(21000),
+        Decimal(11000),
         "EVDisconnected",
     )
     samples = {(s.measurand, s.context): s async for s in session.meter_samples.all()}
     assert len(samples) == 6
-    assert (samples[("Energy.Active.Import.Register", "Sample.Periodic")].value,
-            samples[("Power.Active.Import", "Sample.Periodic")].value,
-            samples[("SoC", "Sample.Periodic")].unit) == (Decimal(12500), Decimal(11040), "%")
+    assert (
+        samples[("Energy.Active.Import.Register", "Sample.Periodic")].value,
+        samples[("Power.Active.Import", "Sample.Periodic")].value,
+        samples[("SoC", "Sample.Periodic")].unit,
+    ) == (Decimal(12500), Decimal(11040), "%")
     await charger.arefresh_from_db()
     assert (charger.vendor, charger.firmware_version) == ("ACME", "4.2.0")
 
     def statuses_written() -> dict[int, str]:
         """both connectors' latest status is written"""
-        found = dict(Connector.objects.filter(charger=charger).values_list("connector_id", "status"))
+        found = dict(
+            Connector.objects.filter(charger=charger).values_list("connector_id", "status")
+        )
         return found if found == {0: "Available", 1: "Charging"} else {}
 
     await eventually(statuses_written)
 
     # Every frame, in and out, is journaled with its direction, kind, message id and action.
-    actions = ["BootNotification", "Heartbeat", "StatusNotification", "StatusNotification", "Authorize",
-               "Authorize", "StartTransaction", "StatusNotification", "MeterValues", "StopTransaction"]
+    actions = [
+        "BootNotification",
+        "Heartbeat",
+        "StatusNotification",
+        "StatusNotification",
+        "Authorize",
+        "Authorize",
+        "StartTransaction",
+        "StatusNotification",
+        "MeterValues",
+        "StopTransaction",
+    ]
 
     def journaled() -> list[tuple[str, int, str, str]]:
         """every frame of the session is journaled"""
@@ -219,14 +288,20 @@ async def test_a_strict_client_runs_a_whole_session(server, charger, id_token):
 
     # And what we sent is schema-valid, checked with the ocpp package's own validators.
     def sent_frames() -> list[tuple[str, str]]:
-        return list(Frame.objects.filter(charger_identity=identity, direction="out").values_list("action", "raw"))
+        return list(
+            Frame.objects.filter(charger_identity=identity, direction="out").values_list(
+                "action", "raw"
+            )
+        )
 
     for action, raw in await sync_to_async(sent_frames)():
         kind, _, payload = json.loads(raw)
         get_validator(kind, action, "1.6").validate(payload)
 
 
-async def test_a_resent_start_transaction_gets_the_same_id_and_one_session(server, charger, id_token):
+async def test_a_resent_start_transaction_gets_the_same_id_and_one_session(
+    server, charger, id_token
+):
     payload = {"connectorId": 2, "idTag": "TAG-OK", "meterStart": 500, "timestamp": T0}
     async with raw_socket(server, charger.identity) as ws:
         first = await exchange(ws, [2, "start-1", "StartTransaction", payload])
@@ -238,10 +313,14 @@ async def test_a_resent_start_transaction_gets_the_same_id_and_one_session(serve
     assert await Session.objects.filter(charger=charger).acount() == 1
 
 
-async def test_a_stop_for_an_unknown_transaction_is_answered_and_recorded(server, charger, id_token):
+async def test_a_stop_for_an_unknown_transaction_is_answered_and_recorded(
+    server, charger, id_token
+):
     async with strict_client(server, charger.identity) as cp:
         stopped = await cp.call(
-            call.StopTransaction(meter_stop=4200, timestamp=T0, transaction_id=987654, id_tag="TAG-OK"),
+            call.StopTransaction(
+                meter_stop=4200, timestamp=T0, transaction_id=987654, id_tag="TAG-OK"
+            ),
             suppress=False,
         )
     assert stopped.id_tag_info == {"status": "Accepted"}
@@ -254,8 +333,10 @@ async def test_a_schema_violation_from_a_strict_client_is_an_ocpp_error(server, 
     async with strict_client(server, charger.identity) as cp:
         with pytest.raises(OCPPError) as caught:
             # A negative connector id passes the 1.6 schema but is no connector.
-            await cp.call(call.StatusNotification(connector_id=-3, error_code="NoError", status="Available"),
-                          suppress=False)
+            await cp.call(
+                call.StatusNotification(connector_id=-3, error_code="NoError", status="Available"),
+                suppress=False,
+            )
         assert caught.value.code == "PropertyConstraintViolation"
         assert (await cp.call(call.Heartbeat(), suppress=False)).current_time
 
@@ -266,7 +347,9 @@ async def test_a_schema_violation_from_a_strict_client_is_an_ocpp_error(server, 
 @pytest.mark.parametrize(
     ("identity", "headers", "subprotocols"),
     [
-        pytest.param("CP-1", basic_auth("CP-1", "wrong-password"), ("ocpp1.6",), id="wrong password"),
+        pytest.param(
+            "CP-1", basic_auth("CP-1", "wrong-password"), ("ocpp1.6",), id="wrong password"
+        ),
         pytest.param("CP-404", basic_auth("CP-404"), ("ocpp1.6",), id="unknown charger"),
         pytest.param("CP-1", {}, ("ocpp1.6",), id="no Authorization"),
         pytest.param("CP-1", {"Authorization": "Bearer abc"}, ("ocpp1.6",), id="not Basic"),
@@ -287,29 +370,40 @@ async def test_the_handshake_is_refused(server, make_charger, identity, headers,
     assert not await Charger.objects.filter(identity="CP-404").aexists()
 
 
-async def test_auto_registration_registers_an_unknown_charger_as_pending(transactional_db, organization):
+async def test_auto_registration_registers_an_unknown_charger_as_pending(
+    transactional_db, organization
+):
     auto = await sync_to_async(ServerProcess)(
         extra_env={"CPMS_AUTO_REGISTER": "true", "CPMS_BOOT_RETRY_INTERVAL": "17"}
     )
     try:
         async with websockets.connect(
-            auto.ocpp_url + "NEW-CP-1", subprotocols=["ocpp1.6"],  # type: ignore[list-item]
-            additional_headers=basic_auth("NEW-CP-1", "its-own-secret"), open_timeout=10,
+            auto.ocpp_url + "NEW-CP-1",
+            subprotocols=["ocpp1.6"],  # type: ignore[list-item]
+            additional_headers=basic_auth("NEW-CP-1", "its-own-secret"),
+            open_timeout=10,
         ) as ws:
-            boot = await exchange(ws, [2, "b-1", "BootNotification", {"chargePointVendor": "V", "chargePointModel": "M"}])
+            boot = await exchange(
+                ws,
+                [2, "b-1", "BootNotification", {"chargePointVendor": "V", "chargePointModel": "M"}],
+            )
             assert boot[:2] == [3, "b-1"]
             assert (boot[2]["status"], boot[2]["interval"]) == ("Pending", 17)
             refused = await exchange(ws, [2, "h-1", "Heartbeat", {}])
             assert refused[:3] == [4, "h-1", "SecurityError"]
         charger = await Charger.objects.aget(identity="NEW-CP-1")
         assert (charger.registration_status, charger.organization_id, charger.vendor) == (
-            "Pending", organization.pk, "V"
+            "Pending",
+            organization.pk,
+            "V",
         )
         # Its first password is its secret now.
         with pytest.raises(websockets.exceptions.InvalidStatus):
             async with websockets.connect(
-                auto.ocpp_url + "NEW-CP-1", subprotocols=["ocpp1.6"],  # type: ignore[list-item]
-                additional_headers=basic_auth("NEW-CP-1", "another-secret"), open_timeout=10,
+                auto.ocpp_url + "NEW-CP-1",
+                subprotocols=["ocpp1.6"],  # type: ignore[list-item]
+                additional_headers=basic_auth("NEW-CP-1", "another-secret"),
+                open_timeout=10,
             ):
                 pass
 
@@ -329,16 +423,34 @@ async def test_malformed_frames_get_call_errors_and_the_connection_stays_up(serv
     async with raw_socket(server, charger.identity) as ws:
         assert (await exchange(ws, "this is not json"))[:3] == [4, "-1", "FormationViolation"]
         assert (await exchange(ws, '{"messageId": "x"}'))[:3] == [4, "-1", "FormationViolation"]
-        assert (await exchange(ws, '[2, 42, "Heartbeat", {}]'))[:3] == [4, "42", "FormationViolation"]
+        assert (await exchange(ws, '[2, 42, "Heartbeat", {}]'))[:3] == [
+            4,
+            "42",
+            "FormationViolation",
+        ]
         assert (await exchange(ws, '[2, "short"]'))[:3] == [4, "short", "FormationViolation"]
-        assert (await exchange(ws, '[8, "odd", "Heartbeat", {}]'))[:3] == [4, "odd", "ProtocolError"]
-        missing = await exchange(ws, [2, "sv-1", "StatusNotification", {"connectorId": 1, "status": "Available"}])
+        assert (await exchange(ws, '[8, "odd", "Heartbeat", {}]'))[:3] == [
+            4,
+            "odd",
+            "ProtocolError",
+        ]
+        missing = await exchange(
+            ws, [2, "sv-1", "StatusNotification", {"connectorId": 1, "status": "Available"}]
+        )
         assert missing[:3] == [4, "sv-1", "OccurenceConstraintViolation"]
         assert "errorCode" in missing[3]
         wrong_type = await exchange(ws, [2, "sv-2", "Authorize", {"idTag": 12}])
         assert wrong_type[:3] == [4, "sv-2", "TypeConstraintViolation"]
-        assert (await exchange(ws, [2, "sv-3", "Reset", {"type": "Soft"}]))[:3] == [4, "sv-3", "NotSupported"]
-        assert (await exchange(ws, [2, "sv-4", "Teleport", {}]))[:3] == [4, "sv-4", "NotImplemented"]
+        assert (await exchange(ws, [2, "sv-3", "Reset", {"type": "Soft"}]))[:3] == [
+            4,
+            "sv-3",
+            "NotSupported",
+        ]
+        assert (await exchange(ws, [2, "sv-4", "Teleport", {}]))[:3] == [
+            4,
+            "sv-4",
+            "NotImplemented",
+        ]
         heartbeat = await exchange(ws, [2, "hb-1", "Heartbeat", {}])
         assert heartbeat[:2] == [3, "hb-1"]
         assert list(heartbeat[2]) == ["currentTime"]
@@ -383,7 +495,9 @@ async def test_an_oversized_frame_closes_with_1009_and_is_journaled(server, char
 
 
 async def test_a_frame_just_under_the_limit_is_answered(server, charger):
-    frame = json.dumps([2, "dt-1", "DataTransfer", {"vendorId": "com.nobody", "data": "A" * 60_000}])
+    frame = json.dumps(
+        [2, "dt-1", "DataTransfer", {"vendorId": "com.nobody", "data": "A" * 60_000}]
+    )
     async with raw_socket(server, charger.identity) as ws:
         assert await exchange(ws, frame) == [3, "dt-1", {"status": "UnknownVendorId"}]
 
@@ -423,7 +537,9 @@ async def test_a_reconnect_closes_the_old_socket_and_the_charger_stays_connected
 
             def old_socket_closed() -> bool:
                 """the old socket's close is recorded"""
-                return Charger.objects.get(pk=charger.pk).events.filter(status="Disconnected").exists()
+                return (
+                    Charger.objects.get(pk=charger.pk).events.filter(status="Disconnected").exists()
+                )
 
             await eventually(old_socket_closed)
             await charger.arefresh_from_db()
@@ -449,36 +565,63 @@ async def test_connections_are_marked_connected_and_disconnected(server, charger
         return not Charger.objects.get(pk=charger.pk).connected
 
     await eventually(offline)
-    statuses = [s async for s in (await Charger.objects.aget(pk=charger.pk)).events.filter(
-        kind="Connection").order_by("timestamp").values_list("status", flat=True)]
+    statuses = [
+        s
+        async for s in (await Charger.objects.aget(pk=charger.pk))
+        .events.filter(kind="Connection")
+        .order_by("timestamp")
+        .values_list("status", flat=True)
+    ]
     assert statuses == ["Connected", "Disconnected"]
 
 
 async def test_an_id_token_blocked_while_connected_is_refused_at_once(server, charger, id_token):
     async with strict_client(server, charger.identity) as cp:
-        assert (await cp.call(call.Authorize(id_tag="TAG-OK"), suppress=False)).id_tag_info == {"status": "Accepted"}
+        assert (await cp.call(call.Authorize(id_tag="TAG-OK"), suppress=False)).id_tag_info == {
+            "status": "Accepted"
+        }
         await IdToken.objects.filter(pk=id_token.pk).aupdate(status="Blocked")
-        assert (await cp.call(call.Authorize(id_tag="TAG-OK"), suppress=False)).id_tag_info == {"status": "Blocked"}
+        assert (await cp.call(call.Authorize(id_tag="TAG-OK"), suppress=False)).id_tag_info == {
+            "status": "Blocked"
+        }
 
 
 async def test_meter_values_outside_a_transaction_reach_the_database(server, charger):
     async with strict_client(server, charger.identity) as cp:
-        await cp.call(call.MeterValues(connector_id=0, meter_value=[{
-            "timestamp": T0, "sampledValue": [{"value": "4321.5", "unit": "kWh", "location": "Inlet"}]}]),
-            suppress=False)
+        await cp.call(
+            call.MeterValues(
+                connector_id=0,
+                meter_value=[
+                    {
+                        "timestamp": T0,
+                        "sampledValue": [{"value": "4321.5", "unit": "kWh", "location": "Inlet"}],
+                    }
+                ],
+            ),
+            suppress=False,
+        )
 
     def written() -> MeterSample | None:
         """the main meter's reading is written"""
         return MeterSample.objects.filter(charger=charger).first()
 
     sample = await eventually(written)
-    assert (sample.value, sample.unit, sample.session_id, sample.connector_number) == (Decimal(4321500), "Wh", None, 0)
+    assert (sample.value, sample.unit, sample.session_id, sample.connector_number) == (
+        Decimal(4321500),
+        "Wh",
+        None,
+        0,
+    )
 
 
 async def test_nul_characters_are_answered_and_journaled(server, charger):
     async with raw_socket(server, charger.identity) as ws:
         assert (await exchange(ws, "\x00"))[:3] == [4, "-1", "FormationViolation"]
-        assert (await exchange(ws, '[2, "n\\u0000l", "Teleport", {}]'))[:3] == [4, "n\x00l", "NotImplemented"]
+        assert (await exchange(ws, '[2, "n\\u0000l", "Teleport", {}]'))[:3] == [
+            4,
+            "n\x00l",
+            "NotImplemented",
+        ]
         assert (await exchange(ws, [2, "hb-1", "Heartbeat", {}]))[:2] == [3, "hb-1"]
 
     def journaled() -> list[tuple[str, int, str, str]]:
@@ -488,6 +631,10 @@ async def test_nul_characters_are_answered_and_journaled(server, charger):
 
     rows = await eventually(journaled)
     assert ("in", 2, "n\\u0000l", "Teleport") in rows
-    raws = [r async for r in Frame.objects.filter(charger_identity=charger.identity, direction="in")
-            .order_by("timestamp", "id").values_list("raw", flat=True)]
+    raws = [
+        r
+        async for r in Frame.objects.filter(charger_identity=charger.identity, direction="in")
+        .order_by("timestamp", "id")
+        .values_list("raw", flat=True)
+    ]
     assert raws[0] == "\\u0000"

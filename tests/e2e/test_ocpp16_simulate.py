@@ -24,21 +24,36 @@ def test_simulate_runs_sessions_with_meter_values(server, make_charger, organiza
     out = StringIO()
     call_command(
         "simulate",
-        "--url", server.ocpp_url,
-        "--protocol", "ocpp1.6",
-        "--prefix", "SIM-",
-        "--count", "2",
-        "--connectors", "2",
-        "--password", CHARGER_PASSWORD,
-        "--id-tag", "SIM-TAG-1",
-        "--id-tag", "SIM-TAG-2",
-        "--sessions-per-hour", "36000",
-        "--session-minutes", "0.02",
-        "--meter-interval", "0.4",
-        "--power-kw", "50",
-        "--ramp", "0.2",
-        "--duration", "6",
-        "--seed", "7",
+        "--url",
+        server.ocpp_url,
+        "--protocol",
+        "ocpp1.6",
+        "--prefix",
+        "SIM-",
+        "--count",
+        "2",
+        "--connectors",
+        "2",
+        "--password",
+        CHARGER_PASSWORD,
+        "--id-tag",
+        "SIM-TAG-1",
+        "--id-tag",
+        "SIM-TAG-2",
+        "--sessions-per-hour",
+        "36000",
+        "--session-minutes",
+        "0.02",
+        "--meter-interval",
+        "0.4",
+        "--power-kw",
+        "50",
+        "--ramp",
+        "0.2",
+        "--duration",
+        "6",
+        "--seed",
+        "7",
         stdout=out,
     )
     summary = out.getvalue()
@@ -59,21 +74,31 @@ def test_simulate_runs_sessions_with_meter_values(server, make_charger, organiza
         assert session.energy_wh > 0
         assert session.energy_wh == session.meter_stop_wh - session.meter_start_wh
         assert session.auth_status == "Accepted"
-    assert MeterSample.objects.filter(session__in=completed, measurand="Energy.Active.Import.Register").exists()
-    assert MeterSample.objects.filter(session__in=completed, measurand="Current.Import", phase="L3").exists()
+    assert MeterSample.objects.filter(
+        session__in=completed, measurand="Energy.Active.Import.Register"
+    ).exists()
+    assert MeterSample.objects.filter(
+        session__in=completed, measurand="Current.Import", phase="L3"
+    ).exists()
     for charger in Charger.objects.filter(identity__startswith="SIM-"):
         assert (charger.vendor, charger.ocpp_version) == ("Simulated", "1.6")
 
     # The journal is written in batches: wait for the frames of the last answers to arrive.
     deadline = time.monotonic() + 15
-    while not Frame.objects.filter(charger_identity__startswith="SIM-", action="StopTransaction", direction="out").exists():
+    while not Frame.objects.filter(
+        charger_identity__startswith="SIM-", action="StopTransaction", direction="out"
+    ).exists():
         assert time.monotonic() < deadline, "the simulated stops never reached the journal"
         time.sleep(0.05)
 
 
 @pytest.mark.parametrize(
     ("args", "message"),
-    [(["--count", "0"], "at least 1"), (["--connectors", "0"], "at least 1"), (["--meter-interval", "0"], "positive")],
+    [
+        (["--count", "0"], "at least 1"),
+        (["--connectors", "0"], "at least 1"),
+        (["--meter-interval", "0"], "positive"),
+    ],
 )
 def test_simulate_refuses_bad_options(db, args, message):
     with pytest.raises(CommandError, match=message):

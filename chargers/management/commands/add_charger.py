@@ -52,7 +52,9 @@ class Command(BaseCommand):
         with transaction.atomic():
             site = None
             if options["site"]:
-                site, _ = Site.objects.get_or_create(organization=organization, name=options["site"])
+                site, _ = Site.objects.get_or_create(
+                    organization=organization, name=options["site"]
+                )
             services.charger_create(
                 identity=identity,
                 organization=organization,

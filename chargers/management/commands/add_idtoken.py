@@ -40,9 +40,13 @@ class Command(BaseCommand):
             try:
                 expires_at = parse_datetime(options["expires"])
             except ValueError:  # well formed, but no such moment (month 13, hour 25, ...)
-                raise CommandError(f"--expires {options['expires']!r} is not a valid date and time") from None
+                raise CommandError(
+                    f"--expires {options['expires']!r} is not a valid date and time"
+                ) from None
             if expires_at is None or expires_at.tzinfo is None:
-                raise CommandError("--expires must be ISO 8601 with a time zone, e.g. 2027-01-01T00:00:00Z")
+                raise CommandError(
+                    "--expires must be ISO 8601 with a time zone, e.g. 2027-01-01T00:00:00Z"
+                )
         services.id_token_create(
             organization=organization,
             token=token,

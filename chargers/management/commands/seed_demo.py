@@ -69,7 +69,9 @@ class Command(BaseCommand):
             User = get_user_model()
             admin = User.objects.filter(username=DEMO_ADMIN).first()
             if admin is None:
-                admin = User.objects.create_superuser(DEMO_ADMIN, "admin@example.com", DEMO_ADMIN_PASSWORD)
+                admin = User.objects.create_superuser(
+                    DEMO_ADMIN, "admin@example.com", DEMO_ADMIN_PASSWORD
+                )
             Membership.objects.get_or_create(
                 user=admin, organization=organization, defaults={"role": Role.OPERATOR_ADMIN}
             )

@@ -19,11 +19,19 @@ class Command(BaseCommand):
     )
 
     def add_arguments(self, parser: CommandParser) -> None:
-        parser.add_argument("--url", default="ws://127.0.0.1:8000/ocpp/", help="OCPP base URL; the charger id is appended")
+        parser.add_argument(
+            "--url",
+            default="ws://127.0.0.1:8000/ocpp/",
+            help="OCPP base URL; the charger id is appended",
+        )
         parser.add_argument("--count", type=int, default=5)
-        parser.add_argument("--prefix", default="DEMO-", help="charger ids are PREFIX + 3-digit index")
+        parser.add_argument(
+            "--prefix", default="DEMO-", help="charger ids are PREFIX + 3-digit index"
+        )
         parser.add_argument("--start", type=int, default=1, help="first index")
-        parser.add_argument("--password", default="demo-charger-secret", help="Basic auth password ('' for none)")
+        parser.add_argument(
+            "--password", default="demo-charger-secret", help="Basic auth password ('' for none)"
+        )
         parser.add_argument(
             "--protocol",
             default="ocpp1.6",
@@ -31,14 +39,26 @@ class Command(BaseCommand):
             help="subprotocol the chargers speak; 'mixed' alternates 1.6 and 2.0.1",
         )
         parser.add_argument("--connectors", type=int, default=2)
-        parser.add_argument("--heartbeat", type=float, default=None, help="seconds; default: what the server says")
-        parser.add_argument("--meter-interval", type=float, default=15.0, help="seconds between MeterValues")
+        parser.add_argument(
+            "--heartbeat", type=float, default=None, help="seconds; default: what the server says"
+        )
+        parser.add_argument(
+            "--meter-interval", type=float, default=15.0, help="seconds between MeterValues"
+        )
         parser.add_argument("--sessions-per-hour", type=float, default=6.0, help="per connector")
-        parser.add_argument("--session-minutes", type=float, default=10.0, help="mean session length")
+        parser.add_argument(
+            "--session-minutes", type=float, default=10.0, help="mean session length"
+        )
         parser.add_argument("--power-kw", type=float, default=11.0)
-        parser.add_argument("--id-tag", action="append", dest="id_tags", help="id tags to use (repeatable)")
-        parser.add_argument("--ramp", type=float, default=2.0, help="spread connects over this many seconds")
-        parser.add_argument("--duration", type=float, default=0.0, help="seconds to run; 0 runs until stopped")
+        parser.add_argument(
+            "--id-tag", action="append", dest="id_tags", help="id tags to use (repeatable)"
+        )
+        parser.add_argument(
+            "--ramp", type=float, default=2.0, help="spread connects over this many seconds"
+        )
+        parser.add_argument(
+            "--duration", type=float, default=0.0, help="seconds to run; 0 runs until stopped"
+        )
         parser.add_argument("--seed", type=int, default=None)
 
     def handle(self, *args: Any, **options: Any) -> None:
