@@ -12,7 +12,9 @@ from django.http import HttpRequest
 from . import quirks
 from .models import (
     Charger,
+    ChargerConfigurationKey,
     ChargerEvent,
+    Command,
     Connector,
     ConnectorStatusChange,
     DataTransferRecord,
@@ -453,3 +455,29 @@ class EVChargingNeedsAdmin(admin.ModelAdmin):
     list_filter = ["requested_energy_transfer", "response_status"]
     search_fields = ["charger__identity", "session__transaction_id"]
     raw_id_fields = ["charger", "session"]
+
+
+@admin.register(Command)
+class CommandAdmin(admin.ModelAdmin):
+    """Commands are sent from the dashboard or the API; here they are only looked at."""
+
+    list_display = ["created_at", "charger", "action", "state", "response_status", "error_code", "source"]
+    list_filter = ["state", "action", "source"]
+    search_fields = ["charger__identity", "action", "message_id"]
+    date_hierarchy = "created_at"
+    raw_id_fields = ["charger", "requested_by", "api_token", "retry_of", "session"]
+    show_full_result_count = False
+
+    def has_add_permission(self, request: HttpRequest) -> bool:
+        return False
+
+    def has_change_permission(self, request: HttpRequest, obj: Any = None) -> bool:
+        return False
+
+
+@admin.register(ChargerConfigurationKey)
+class ChargerConfigurationKeyAdmin(admin.ModelAdmin):
+    list_display = ["charger", "key", "value", "readonly", "reported_at"]
+    list_filter = ["readonly"]
+    search_fields = ["charger__identity", "key"]
+    raw_id_fields = ["charger", "command"]
