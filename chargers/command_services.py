@@ -113,7 +113,7 @@ def _event_data(command: Command) -> dict[str, Any]:
     }
 
 
-def _publish(command: Command, charger: Charger, *, deliver_to: str = "") -> None:
+def _publish(command: Command, charger: Charger | Holder, *, deliver_to: str = "") -> None:
     """After commit: tell dashboards, and (``deliver_to``) the consumer holding the socket."""
     event = {
         "type": "cpms.event",

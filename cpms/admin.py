@@ -39,7 +39,7 @@ class ApiTokenAdmin(admin.ModelAdmin):
     ]
     list_filter = ["organization", "role"]
     search_fields = ["name", "prefix", "organization__name"]
-    fields = readonly_fields = [
+    fields = readonly_fields = (
         "organization",
         "name",
         "prefix",
@@ -51,7 +51,7 @@ class ApiTokenAdmin(admin.ModelAdmin):
         "last_used_at",
         "revoked_at",
         "revoked_by",
-    ]
+    )
     actions = ["revoke"]
 
     def has_add_permission(self, request: HttpRequest) -> bool:
