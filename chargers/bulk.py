@@ -1,20 +1,25 @@
 """Bulk writes of the gateway's hot path, in the fewest statements the database allows.
 
-On PostgreSQL, journal frames go in with ``COPY`` and last-seen times in one ``UPDATE ... FROM
-unnest(...)``: no model instances, no per-row SQL. Other databases (SQLite, the embedded default)
-use the ORM's bulk statements. Errors come out as Django's database errors either way, so the batch
+On PostgreSQL, journal frames go in with ``COPY``, meter samples with ``COPY`` into a temporary
+table and one ``INSERT ... SELECT`` that skips those already stored, and last-seen times in one
+``UPDATE ... FROM unnest(...)``: no model instances, no per-row SQL. Other databases (SQLite, the
+embedded default) use the ORM's bulk statements. Errors come out as Django's database errors either way, so the batch
 writer tells refused rows from an unreachable database the same way.
 """
 
 from __future__ import annotations
 
+import json
 from collections.abc import Sequence
 from datetime import datetime
 from typing import Any
 
 from django.db import connections, router
+from django.db.models import Model
+from django.db.models.constants import OnConflict
+from django.db.models.sql import InsertQuery
 
-from .models import Charger, Frame
+from .models import Charger, Frame, MeterSample
 
 # Frame columns in the order the rows give them.
 FRAME_FIELDS = (
@@ -49,6 +54,78 @@ def frames_insert(rows: Sequence[tuple[Any, ...]]) -> None:
     ):
         for row in rows:
             copy.write_row(row)
+
+
+# MeterSample columns in the order the rows give them (corrections as JSON text).
+SAMPLE_FIELDS = (
+    "charger_id",
+    "connector_number",
+    "session_id",
+    "timestamp",
+    "measurand",
+    "phase",
+    "location",
+    "context",
+    "value",
+    "unit",
+    "raw_value",
+    "raw_unit",
+    "signed_data",
+    "corrections",
+)
+
+
+def samples_insert(rows: Sequence[tuple[Any, ...]]) -> int:
+    """Store meter samples, each a tuple of ``SAMPLE_FIELDS`` values, skipping any the database
+    already has (the same reading sent again); how many were new."""
+    if not rows:
+        return 0
+    connection = connections[router.db_for_write(MeterSample)]
+    if connection.vendor != "postgresql":
+        return insert_new(
+            MeterSample,
+            [
+                MeterSample(**{**dict(zip(SAMPLE_FIELDS, row, strict=True)), "corrections": json.loads(row[-1])})
+                for row in rows
+            ],
+        )
+    quote = connection.ops.quote_name
+    columns = ", ".join(quote(MeterSample._meta.get_field(name).column) for name in SAMPLE_FIELDS)
+    with connection.cursor() as cursor, connection.wrap_database_errors:
+        # Emptied at each commit; the IF NOT EXISTS keeps no state about the connection here.
+        cursor.execute(
+            f"CREATE TEMPORARY TABLE IF NOT EXISTS cpms_samples_in ON COMMIT DELETE ROWS AS"
+            f" SELECT {columns} FROM {quote(MeterSample._meta.db_table)} WITH NO DATA"
+        )
+        with cursor.cursor.copy(f"COPY cpms_samples_in ({columns}) FROM STDIN") as copy:
+            for row in rows:
+                copy.write_row(row)
+        cursor.execute(
+            f"INSERT INTO {quote(MeterSample._meta.db_table)} ({columns})"
+            f" SELECT {columns} FROM cpms_samples_in ON CONFLICT DO NOTHING"
+        )
+        inserted = max(cursor.rowcount, 0)
+        cursor.execute("DELETE FROM cpms_samples_in")
+    return inserted
+
+
+def insert_new(model: type[Model], objects: list[Any]) -> int:
+    """``bulk_create(objects, ignore_conflicts=True)`` that also says how many rows were new (the
+    database's row count, which bulk_create does not return)."""
+    if not objects:
+        return 0
+    connection = connections[router.db_for_write(model)]
+    fields = [field for field in model._meta.concrete_fields if not field.primary_key]
+    batch = max(connection.ops.bulk_batch_size(fields, objects), 1)
+    inserted = 0
+    with connection.cursor() as cursor:
+        for offset in range(0, len(objects), batch):
+            query = InsertQuery(model, on_conflict=OnConflict.IGNORE)
+            query.insert_values(fields, objects[offset : offset + batch])
+            for statement, params in query.get_compiler(connection=connection).as_sql():
+                cursor.execute(statement, params)
+                inserted += max(cursor.rowcount, 0)
+    return inserted
 
 
 def last_seen_update(seen: dict[int, datetime]) -> None:

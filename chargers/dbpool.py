@@ -5,7 +5,8 @@ busy gateway queues all its database work behind one connection. Here each charg
 one of ``CPMS_DB_THREADS`` single-thread executors, chosen by its identity: calls of one charger
 run one after the other in the order they were made (the consumer, its command sender and its
 handlers alike), while different chargers' calls run side by side on their own connections. Work
-that belongs to no charger, such as the batch writer's flushes, runs on a thread of its own.
+that belongs to no charger, such as the batch writer's flushes, runs on a thread of its own, and
+group commits of many chargers' writes (chargers.groupcommit) on another.
 
 Each call keeps Channels' connection hygiene (``close_old_connections`` before and after, so a
 broken or expired connection is replaced), except that the ``CONN_HEALTH_CHECKS`` round trip is
@@ -59,6 +60,12 @@ class DatabasePool:
             if threads == 1
             else ThreadPoolExecutor(max_workers=1, thread_name_prefix="cpms-db-background")
         )
+        # Group commits of every charger's writes (chargers.groupcommit).
+        self.commits = (
+            self.shards[0]
+            if threads == 1
+            else ThreadPoolExecutor(max_workers=1, thread_name_prefix="cpms-db-commit")
+        )
         self._health = threading.local()
 
     def executor_for(self, charger: str | None) -> ThreadPoolExecutor:
@@ -67,12 +74,14 @@ class DatabasePool:
         # crc32, not hash(): the same charger maps to the same thread in every process.
         return self.shards[zlib.crc32(charger.encode("utf-8", "surrogatepass")) % len(self.shards)]
 
-    def wrap(self, function: Callable[P, R], charger: str | None) -> Callable[P, Awaitable[R]]:
-        """``function`` as an awaitable that runs on the charger's thread."""
+    def wrap(
+        self, function: Callable[P, R], charger: str | None, executor: ThreadPoolExecutor | None = None
+    ) -> Callable[P, Awaitable[R]]:
+        """``function`` as an awaitable that runs on the charger's thread (or on ``executor``)."""
         return SyncToAsync(  # type: ignore[return-value]
             partial(self._call, function),
             thread_sensitive=False,
-            executor=self.executor_for(charger),
+            executor=executor or self.executor_for(charger),
         )
 
     def _call(self, function: Callable[..., R], *args: Any, **kwargs: Any) -> R:
@@ -103,7 +112,7 @@ class DatabasePool:
 
     def close(self) -> None:
         """Close every thread's connections and stop the threads."""
-        executors = list(dict.fromkeys([*self.shards, self.background]))
+        executors = list(dict.fromkeys([*self.shards, self.background, self.commits]))
         for executor in executors:
             executor.submit(connections.close_all).result()
             executor.shutdown(wait=True)
@@ -173,3 +182,12 @@ def background_sync_to_async(function: Callable[P, R]) -> Callable[P, Awaitable[
     if pool is None:
         return shared_thread_sync_to_async(function)  # type: ignore[no-any-return]
     return pool.wrap(function, None)
+
+
+def commit_sync_to_async(function: Callable[P, R]) -> Callable[P, Awaitable[R]]:
+    """Like ``database_sync_to_async``, for group commits of many chargers' writes (on the pool's
+    commit thread)."""
+    pool = _pool
+    if pool is None:
+        return shared_thread_sync_to_async(function)  # type: ignore[no-any-return]
+    return pool.wrap(function, None, pool.commits)

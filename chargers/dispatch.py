@@ -6,6 +6,7 @@ send back. The consumer owns the socket and the journal.
 
 from __future__ import annotations
 
+import functools
 import inspect
 import logging
 from dataclasses import dataclass
@@ -111,7 +112,7 @@ class Dispatcher:
         if prepare is not None:
             call = prepare(call)
         protocol.validate(protocol.CALL, call.action, call.payload, self.version, call.message_id)
-        kwargs = camel_to_snake_case(call.payload)
+        kwargs = snake_keys(call.payload)
         handler = handlers["_on_action"]
         try:
             result = handler(**kwargs)
@@ -129,7 +130,7 @@ class Dispatcher:
             raise protocol.FrameError(
                 "InternalError", f"{call.action} could not be processed", call.message_id
             ) from None
-        payload = snake_to_camel_case(remove_nones(serialize_as_dict(result)))
+        payload = camel_keys(remove_nones(serialize_as_dict(result)))
         try:
             protocol.validate(
                 protocol.CALLRESULT, call.action, payload, self.version, call.message_id
@@ -140,6 +141,35 @@ class Dispatcher:
                 "InternalError", f"{call.action} could not be answered", call.message_id
             ) from None
         return protocol.call_result(call.message_id, payload)
+
+
+def snake_keys(data: Any) -> Any:
+    """``ocpp``'s ``camel_to_snake_case``, with each key's spelling worked out once."""
+    if isinstance(data, dict):
+        return {_snake_key(key): snake_keys(value) for key, value in data.items()}
+    if isinstance(data, list):
+        return [snake_keys(value) for value in data]
+    return data
+
+
+def camel_keys(data: Any) -> Any:
+    """``ocpp``'s ``snake_to_camel_case``, with each key's spelling worked out once."""
+    if isinstance(data, dict):
+        return {_camel_key(key): camel_keys(value) for key, value in data.items()}
+    if isinstance(data, list):
+        return [camel_keys(value) for value in data]
+    return data
+
+
+# Bounded: a charger chooses the keys it sends.
+@functools.lru_cache(maxsize=4096)
+def _snake_key(key: str) -> str:
+    return next(iter(camel_to_snake_case({key: None})))
+
+
+@functools.lru_cache(maxsize=4096)
+def _camel_key(key: str) -> str:
+    return next(iter(snake_to_camel_case({key: None})))
 
 
 def _has_nul(value: Any) -> bool:

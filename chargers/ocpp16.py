@@ -15,7 +15,7 @@ from ocpp.routing import on
 from ocpp.v16 import call_result, datatypes
 from ocpp.v16.enums import Action
 
-from . import datatransfer, normalize, protocol, quirks, services
+from . import datatransfer, groupcommit, normalize, protocol, quirks, services
 from .batching import BatchWriter, SampleRow, StatusRow
 from .dbpool import database_sync_to_async
 from .models import ChargerEvent, Frame, RegistrationStatus
@@ -205,15 +205,18 @@ class ChargePoint16:
                 [SampleRow(self.charger_pk, connector_id, sample) for sample in samples]
             )
         else:
-            # Energy inside a transaction carries money: persisted before it is acknowledged.
-            await database_sync_to_async(services.session_meter_values)(
-                charger_pk=self.charger_pk,
-                organization_pk=self.organization_pk,
-                connector_id=connector_id,
-                transaction_id=str(transaction_id),
-                samples=samples,
-                register_resets=self._register_resets,
-                open_sessions=self.open_sessions,
+            # Energy inside a transaction carries money: persisted before it is acknowledged,
+            # in a group commit with other chargers' meter values.
+            await groupcommit.meter_values().submit(
+                services.MeterValuesIn(
+                    charger_pk=self.charger_pk,
+                    organization_pk=self.organization_pk,
+                    connector_id=connector_id,
+                    transaction_id=str(transaction_id),
+                    samples=samples,
+                    register_resets=self._register_resets,
+                    open_sessions=self.open_sessions,
+                )
             )
         return call_result.MeterValues()
 

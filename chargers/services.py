@@ -6,6 +6,7 @@ Every function is synchronous and is called from a consumer through one
 
 from __future__ import annotations
 
+import json
 import logging
 from collections.abc import Iterable
 from dataclasses import dataclass
@@ -14,10 +15,8 @@ from decimal import Decimal
 from typing import Any
 
 from django.conf import settings
-from django.db import IntegrityError, connections, models, router, transaction
+from django.db import IntegrityError, connections, router, transaction
 from django.db.models import F
-from django.db.models.constants import OnConflict
-from django.db.models.sql import InsertQuery
 from django.utils import timezone
 
 from cpms.models import Organization
@@ -752,6 +751,20 @@ class OpenSession:
 OpenSessions = dict[str, OpenSession]
 
 
+@dataclass(frozen=True, slots=True)
+class MeterValuesIn:
+    """One MeterValues message inside a transaction, as ``session_meter_values`` takes it."""
+
+    charger_pk: int
+    organization_pk: int
+    connector_id: int
+    transaction_id: str
+    samples: list[normalize.Sample]
+    register_resets: bool = False
+    # The connection's memory of its sessions (see OpenSession), updated by the write.
+    open_sessions: OpenSessions | None = None
+
+
 def session_meter_values(
     *,
     charger_pk: int,
@@ -770,66 +783,156 @@ def session_meter_values(
     order, readings the database already had, or a session changed by anything else since, fall
     back to recomputing the energy from every reading.
     """
+    message = MeterValuesIn(
+        charger_pk=charger_pk,
+        organization_pk=organization_pk,
+        connector_id=connector_id,
+        transaction_id=transaction_id,
+        samples=samples,
+        register_resets=register_resets,
+        open_sessions=open_sessions,
+    )
+    return session_meter_values_many(messages=[message])[0]
+
+
+def session_meter_values_many(*, messages: list[MeterValuesIn]) -> list[bool]:
+    """``session_meter_values`` for many messages (of any chargers) in one transaction: the
+    samples of every running session in one INSERT and their energies in one UPDATE. Whether
+    each message's session is known, in order."""
     with transaction.atomic():
-        running = open_sessions.pop(transaction_id, None) if open_sessions is not None else None
-        if running is not None and running.tally.resets_on_reboot != register_resets:
-            running = None  # the charger's quirk profile changed: count again from the start
-        if running is not None:
-            inserted = _samples_insert(charger_pk, connector_id, running.pk, samples)
-            tally = (
-                running.tally.add(metering.readings_from(samples))
-                if inserted == len(samples)
+        known: list[bool | None] = [None] * len(messages)
+        running: dict[int, OpenSession] = {}  # message index -> its running session
+        running_pks: set[int] = set()
+        for index, message in enumerate(messages):
+            entry = (
+                message.open_sessions.pop(message.transaction_id, None)
+                if message.open_sessions is not None
                 else None
             )
-            if tally is not None and _open_session_update(running, tally):
-                assert open_sessions is not None
-                open_sessions[transaction_id] = running
-                _session_meter_publish(organization_pk, running.identity, _open_session_event(running), samples)
-                return True
-        session = (
-            Session.objects.select_related("charger")
-            .filter(charger_id=charger_pk, transaction_id=transaction_id)
-            .first()
-        )
-        if running is None:
-            _samples_insert(charger_pk, connector_id, session.pk if session else None, samples)
-        if session is None:
-            return False
-        if session.state == SessionState.ACTIVE and (
-            running is not None or any(metering.is_session_register(s) for s in samples)
-        ):
-            tally = _session_energy_refresh(session, explicit_start=True, register_resets=register_resets)
-            now = timezone.now()
-            Session.objects.filter(pk=session.pk).update(
-                energy_wh=session.energy_wh, corrections=session.corrections, updated_at=now
+            # A charger whose quirk profile changed counts again from the start; a session twice
+            # in one batch (two sockets of one charger, briefly) is read again the second time.
+            if (
+                entry is not None
+                and entry.tally.resets_on_reboot == message.register_resets
+                and entry.pk not in running_pks
+            ):
+                running[index] = entry
+                running_pks.add(entry.pk)
+        rows = [
+            _sample_row(messages[index].charger_pk, messages[index].connector_id, entry.pk, sample)
+            for index, entry in running.items()
+            for sample in messages[index].samples
+        ]
+        # A sample the database already had (a re-send) may belong to any of them: all of them
+        # are then recomputed from what the database holds.
+        all_new = bulk.samples_insert(rows) == len(rows)
+        tallies: dict[int, metering.Tally] = {}
+        if all_new:
+            for index, entry in running.items():
+                tally = entry.tally.add(metering.readings_from(messages[index].samples))
+                if tally is not None:
+                    tallies[index] = tally
+        for index in _open_sessions_update({index: (running[index], tally) for index, tally in tallies.items()}):
+            message, entry = messages[index], running[index]
+            assert message.open_sessions is not None
+            message.open_sessions[message.transaction_id] = entry
+            _session_meter_publish(
+                message.organization_pk, entry.identity, _open_session_event(entry), message.samples
             )
-            if open_sessions is not None:
-                open_sessions[transaction_id] = OpenSession(
-                    pk=session.pk,
-                    identity=session.charger.identity,
-                    transaction_id=session.transaction_id,
-                    connector_number=session.connector_number,
-                    started_at=session.started_at,
-                    corrections=session.corrections,
-                    updated_at=now,
-                    tally=tally,
-                )
-        _session_meter_publish(organization_pk, session.charger.identity, _session_event(session), samples)
-    return True
+            known[index] = True
+        for index, message in enumerate(messages):
+            if known[index] is None:
+                known[index] = _session_meter_values_apply(message, inserted=index in running)
+    return [bool(k) for k in known]
 
 
-def _open_session_update(running: OpenSession, tally: metering.Tally) -> bool:
-    """Write a running session's new energy, if nothing else wrote the session since we did."""
-    energy = tally.energy()
-    corrections = _energy_corrections(running.corrections, energy)
-    now = timezone.now()
-    updated = Session.objects.filter(
-        pk=running.pk, state=SessionState.ACTIVE, updated_at=running.updated_at
-    ).update(energy_wh=energy.energy_wh, corrections=corrections, updated_at=now)
-    if not updated:
+def _session_meter_values_apply(message: MeterValuesIn, *, inserted: bool) -> bool:
+    """One message the running tally could not take: read the session and recompute in full."""
+    session = (
+        Session.objects.select_related("charger")
+        .filter(charger_id=message.charger_pk, transaction_id=message.transaction_id)
+        .first()
+    )
+    if not inserted:
+        _samples_insert(
+            message.charger_pk, message.connector_id, session.pk if session else None, message.samples
+        )
+    if session is None:
         return False
-    running.tally, running.corrections, running.updated_at = tally, corrections, now
+    if session.state == SessionState.ACTIVE and (
+        inserted or any(metering.is_session_register(s) for s in message.samples)
+    ):
+        tally = _session_energy_refresh(
+            session, explicit_start=True, register_resets=message.register_resets
+        )
+        now = timezone.now()
+        Session.objects.filter(pk=session.pk).update(
+            energy_wh=session.energy_wh, corrections=session.corrections, updated_at=now
+        )
+        if message.open_sessions is not None:
+            message.open_sessions[message.transaction_id] = OpenSession(
+                pk=session.pk,
+                identity=session.charger.identity,
+                transaction_id=session.transaction_id,
+                connector_number=session.connector_number,
+                started_at=session.started_at,
+                corrections=session.corrections,
+                updated_at=now,
+                tally=tally,
+            )
+    _session_meter_publish(
+        message.organization_pk, session.charger.identity, _session_event(session), message.samples
+    )
     return True
+
+
+def _open_sessions_update(changes: dict[int, tuple[OpenSession, metering.Tally]]) -> set[int]:
+    """Write running sessions' new energies, each only if nothing else wrote the session since we
+    did; the keys of those written (their OpenSession updated to match)."""
+    if not changes:
+        return set()
+    now = timezone.now()
+    figures = {
+        key: (energy.energy_wh, _energy_corrections(entry.corrections, energy))
+        for key, (entry, tally) in changes.items()
+        for energy in [tally.energy()]
+    }
+    connection = connections[router.db_for_write(Session)]
+    if connection.vendor == "postgresql":
+        keys = list(changes)
+        with connection.cursor() as cursor:
+            cursor.execute(
+                f"UPDATE {connection.ops.quote_name(Session._meta.db_table)} AS session"
+                " SET energy_wh = running.energy_wh, corrections = running.corrections::jsonb,"
+                " updated_at = %s"
+                " FROM unnest(%s::bigint[], %s::timestamptz[], %s::numeric[], %s::text[])"
+                " AS running(id, version, energy_wh, corrections)"
+                " WHERE session.id = running.id AND session.updated_at = running.version"
+                " AND session.state = %s"
+                " RETURNING session.id",
+                [
+                    now,
+                    [changes[key][0].pk for key in keys],
+                    [changes[key][0].updated_at for key in keys],
+                    [figures[key][0] for key in keys],
+                    [json.dumps(figures[key][1]) for key in keys],
+                    SessionState.ACTIVE.value,
+                ],
+            )
+            updated = {row[0] for row in cursor.fetchall()}
+        written = {key for key in keys if changes[key][0].pk in updated}
+    else:
+        written = {
+            key
+            for key, (entry, _) in changes.items()
+            if Session.objects.filter(
+                pk=entry.pk, state=SessionState.ACTIVE, updated_at=entry.updated_at
+            ).update(energy_wh=figures[key][0], corrections=figures[key][1], updated_at=now)
+        }
+    for key in written:
+        entry, tally = changes[key]
+        entry.tally, entry.corrections, entry.updated_at = tally, figures[key][1], now
+    return written
 
 
 def _open_session_event(running: OpenSession) -> dict[str, Any]:
@@ -868,22 +971,23 @@ def _session_meter_publish(
     )
 
 
-def _sample_model(charger_pk: int, connector_id: int, session_pk: int | None, s: normalize.Sample) -> MeterSample:
-    return MeterSample(
-        charger_id=charger_pk,
-        connector_number=connector_id,
-        session_id=session_pk,
-        timestamp=s.timestamp,
-        measurand=s.measurand,
-        phase=s.phase,
-        location=s.location,
-        context=s.context,
-        value=s.value,
-        unit=s.unit,
-        raw_value=s.raw_value,
-        raw_unit=s.raw_unit,
-        signed_data=s.signed_data,
-        corrections=list(s.corrections),
+def _sample_row(charger_pk: int, connector_id: int, session_pk: int | None, s: normalize.Sample) -> tuple[Any, ...]:
+    """A sample as bulk.samples_insert takes it (in bulk.SAMPLE_FIELDS order)."""
+    return (
+        charger_pk,
+        connector_id,
+        session_pk,
+        s.timestamp,
+        s.measurand,
+        s.phase,
+        s.location,
+        s.context,
+        s.value,
+        s.unit,
+        s.raw_value,
+        s.raw_unit,
+        s.signed_data,
+        json.dumps(list(s.corrections)),
     )
 
 
@@ -891,28 +995,7 @@ def _samples_insert(
     charger_pk: int, connector_id: int, session_pk: int | None, samples: Iterable[normalize.Sample]
 ) -> int:
     """Insert samples, skipping those the database already has; how many were inserted."""
-    return _insert_new(
-        MeterSample, [_sample_model(charger_pk, connector_id, session_pk, s) for s in samples]
-    )
-
-
-def _insert_new(model: type[models.Model], rows: list[Any]) -> int:
-    """``bulk_create(rows, ignore_conflicts=True)`` that also says how many rows were new (the
-    database's row count, which bulk_create does not return)."""
-    if not rows:
-        return 0
-    connection = connections[router.db_for_write(model)]
-    fields = [field for field in model._meta.concrete_fields if not field.primary_key]
-    batch = max(connection.ops.bulk_batch_size(fields, rows), 1)
-    inserted = 0
-    with connection.cursor() as cursor:
-        for offset in range(0, len(rows), batch):
-            query = InsertQuery(model, on_conflict=OnConflict.IGNORE)
-            query.insert_values(fields, rows[offset : offset + batch])
-            for statement, params in query.get_compiler(connection=connection).as_sql():
-                cursor.execute(statement, params)
-                inserted += max(cursor.rowcount, 0)
-    return inserted
+    return bulk.samples_insert([_sample_row(charger_pk, connector_id, session_pk, s) for s in samples])
 
 
 # --- OCPP 2.x authorization and transactions -----------------------------------------------------
@@ -1396,10 +1479,7 @@ def batch_write(
         if statuses:
             _statuses_write(statuses)
         if samples:
-            MeterSample.objects.bulk_create(
-                [_sample_model(r.charger_pk, r.connector_id, None, r.sample) for r in samples],
-                ignore_conflicts=True,
-            )
+            bulk.samples_insert([_sample_row(r.charger_pk, r.connector_id, None, r.sample) for r in samples])
 
 
 def _journal_publish(frames: list[FrameRow]) -> None:

@@ -3,14 +3,16 @@ a flush of last-seen times is one statement."""
 
 from __future__ import annotations
 
+import json
 from datetime import UTC, datetime, timedelta
+from decimal import Decimal
 
 import pytest
 from django.db import IntegrityError, connection, transaction
 from django.test.utils import CaptureQueriesContext
 
 from chargers import bulk
-from chargers.models import Charger, Frame
+from chargers.models import Charger, Frame, MeterSample
 
 pytestmark = pytest.mark.django_db
 
@@ -47,3 +49,37 @@ def test_last_seen_times_are_one_statement(make_charger):
     assert dict(Charger.objects.filter(pk__in=seen).values_list("pk", "last_seen")) == seen
     untouched.refresh_from_db()
     assert untouched.last_seen is None
+
+
+def sample_row(charger: Charger, moment: datetime, value: str, context: str = "Sample.Periodic") -> tuple[object, ...]:
+    return (
+        charger.pk, 1, None, moment, "Energy.Active.Import.Register", "", "Outlet", context,
+        Decimal(value), "Wh", value, "kWh", "", json.dumps(["energy_unit_mislabelled"]),
+    )
+
+
+def test_samples_come_back_exactly_and_those_already_stored_are_skipped(charger):
+    first = [sample_row(charger, T0, "1000.5"), sample_row(charger, T0 + timedelta(minutes=1), "1200")]
+    assert bulk.samples_insert(first) == 2
+    # A re-send of the second beside a new one: only the new one is stored.
+    again = [first[1], sample_row(charger, T0 + timedelta(minutes=2), "1300")]
+    assert bulk.samples_insert(again) == 1
+    assert bulk.samples_insert(again) == 0
+    stored = list(MeterSample.objects.order_by("timestamp").values_list(*bulk.SAMPLE_FIELDS))
+    assert stored == [
+        (*row[:-1], ["energy_unit_mislabelled"]) for row in [*first, again[1]]
+    ]
+
+
+def test_a_sample_the_database_refuses_is_never_stored(charger):
+    good = sample_row(charger, T0 + timedelta(minutes=1), "5")
+    refused = (*sample_row(charger, T0, "10")[:1], -1, *sample_row(charger, T0, "10")[2:])  # connector -1
+    if connection.vendor == "postgresql":
+        # An IntegrityError, so that the batch writer singles the row out.
+        with pytest.raises(IntegrityError), transaction.atomic():
+            bulk.samples_insert([good, refused])
+        assert not MeterSample.objects.exists()
+    else:
+        # SQLite's INSERT OR IGNORE skips it, as it skips a sample already stored.
+        assert bulk.samples_insert([good, refused]) == 1
+        assert list(MeterSample.objects.values_list("connector_number", flat=True)) == [1]
