@@ -461,7 +461,15 @@ class EVChargingNeedsAdmin(admin.ModelAdmin):
 class CommandAdmin(admin.ModelAdmin):
     """Commands are sent from the dashboard or the API; here they are only looked at."""
 
-    list_display = ["created_at", "charger", "action", "state", "response_status", "error_code", "source"]
+    list_display = [
+        "created_at",
+        "charger",
+        "action",
+        "state",
+        "response_status",
+        "error_code",
+        "source",
+    ]
     list_filter = ["state", "action", "source"]
     search_fields = ["charger__identity", "action", "message_id"]
     date_hierarchy = "created_at"
