@@ -130,3 +130,42 @@ async def test_16_and_201_sessions_look_the_same(
 
     assert await sync_to_async(power_units)() == {("W", "kW"), ("W", "W")}
     assert Decimal(0) < v201.energy_wh
+
+    # The REST API and the dashboard show both sessions the same way, but for the protocol.
+    def through_the_api_and_dashboard() -> None:
+        from django.contrib.auth import get_user_model
+        from django.test import Client
+        from rest_framework.test import APIClient
+
+        from cpms.models import Membership
+        from cpms.services import api_token_create
+
+        _, key = api_token_create(organization=organization, name="mixed fleet")
+        api = APIClient()
+        api.credentials(HTTP_AUTHORIZATION=f"Token {key}")
+        shown = {}
+        for session in (v16, v201):
+            response = api.get(f"/api/v1/sessions/{session.pk}/")
+            assert response.status_code == 200, response.content
+            shown[session.ocpp_version] = response.json()
+        assert shown["1.6"].keys() == shown["2.0.1"].keys()
+        assert {k for k, v in shown["1.6"].items() if v in (None, "", [])} == {
+            k for k, v in shown["2.0.1"].items() if v in (None, "", [])
+        }
+        for name in ("state", "stop_reason", "auth_status", "id_tag", "connector_number"):
+            if name in shown["1.6"]:
+                assert shown["1.6"][name] == shown["2.0.1"][name], name
+
+        user = get_user_model().objects.create_user("mixed-operator", password="pw-mixed-1")
+        Membership.objects.create(user=user, organization=organization, role=Role.OPERATOR)
+        browser = Client()
+        browser.force_login(user)
+        for session in (v16, v201):
+            page = browser.get(f"/sessions/{session.pk}/")
+            assert page.status_code == 200
+            assert session.transaction_id.encode() in page.content
+        listing = browser.get("/sessions/").content
+        assert b"2 in all" in listing
+        assert all(f"/sessions/{s.pk}/".encode() in listing for s in (v16, v201))
+
+    await sync_to_async(through_the_api_and_dashboard)()
