@@ -175,3 +175,34 @@ def charger(make_charger: Any) -> Charger:
 @pytest.fixture
 def id_token(organization: Organization) -> IdToken:
     return services.id_token_create(organization=organization, token="TAG-OK")
+
+
+def _retry_flush_on_deadlock() -> None:
+    """Between end-to-end tests the test database is emptied with TRUNCATE while the session's
+    server process may still run a background query (a batch flush, a command sweep); PostgreSQL
+    then resolves the lock cycle by cancelling one side. The server retries its own work; here the
+    emptying is retried too, instead of failing the run on a race that no user can meet."""
+    from django.db import OperationalError
+    from django.test import TransactionTestCase
+
+    original = TransactionTestCase._fixture_teardown
+
+    def teardown(self: TransactionTestCase) -> None:
+        for attempt in range(5):
+            try:
+                original(self)
+                return
+            except Exception as exc:  # CommandError wraps the OperationalError
+                cause = exc.__cause__ or exc
+                if (
+                    attempt == 4
+                    or not isinstance(cause, OperationalError | type(exc))
+                    or ("deadlock" not in str(cause) and "lock" not in str(cause))
+                ):
+                    raise
+                time.sleep(0.2 * (attempt + 1))
+
+    TransactionTestCase._fixture_teardown = teardown  # type: ignore[method-assign]
+
+
+_retry_flush_on_deadlock()
