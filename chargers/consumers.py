@@ -10,15 +10,17 @@ from __future__ import annotations
 import base64
 import binascii
 import logging
+from collections.abc import Awaitable, Callable
 from typing import Any
 
 from channels.consumer import get_handler_name
+from channels.exceptions import ChannelFull
 from channels.generic.websocket import AsyncWebsocketConsumer
 from django.conf import settings
 
 from cpms import metrics
 
-from . import dbpool, ocpp16, ocpp21, ocpp201, protocol, services
+from . import dbpool, events, ocpp16, ocpp21, ocpp201, protocol, services
 from .batching import FrameRow, get_writer
 from .command_sender import CommandSender
 from .dbpool import database_sync_to_async
@@ -75,6 +77,19 @@ def basic_credentials(headers: list[tuple[bytes, bytes]]) -> tuple[str, str] | N
         username, sep, password = decoded.partition(":")
         return (username, password) if sep else None
     return None
+
+
+def _replaced_notice(channel: str, by: str) -> Callable[[Any], Awaitable[None]]:
+    """Tells the consumer on ``channel`` (if it still exists, on any node) to close its socket."""
+
+    async def send(layer: Any) -> None:
+        try:
+            await layer.send(channel, {"type": "chargers.replaced", "by": by})
+        except ChannelFull:
+            # The inbox of a node that died fills with these until they expire; nobody reads it.
+            logger.info("could not tell %s that %s replaced it: its inbox is full", channel, by)
+
+    return send
 
 
 class OcppConsumer(AsyncWebsocketConsumer):
@@ -144,10 +159,9 @@ class OcppConsumer(AsyncWebsocketConsumer):
         self.commands = CommandSender(self, charger_pk=self.connection.charger_pk, version=version)
         await self.commands.start()
         if self.connection.previous_channel:
-            await self.channel_layer.send(
-                self.connection.previous_channel,
-                {"type": "chargers.replaced", "by": self.channel_name},
-            )
+            # Through the event sender: after a node died, every charger that reconnects has a
+            # channel there to tell, and awaiting each here held one Redis connection apiece.
+            events.send_soon(_replaced_notice(self.connection.previous_channel, self.channel_name))
 
     async def receive(self, text_data: str | None = None, bytes_data: bytes | None = None) -> None:
         if self.dispatcher is None or self.connection is None:

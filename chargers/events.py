@@ -137,6 +137,12 @@ def publish(kind: str, *, organization_pk: int, charger: str, data: dict[str, An
     transaction.on_commit(lambda: _dispatch(send))
 
 
+def send_soon(send: Callable[[Any], Awaitable[None]]) -> None:
+    """Hand ``send(layer)`` to the sender task now, with no transaction to wait for: for a
+    consumer's best-effort messages, which a burst of reconnects must not send all at once."""
+    _dispatch(send)
+
+
 def send_after_commit(send: Callable[[Any], Awaitable[None]]) -> None:
     """Run ``send(layer)`` once the transaction commits, the way events are sent: for messages
     beside the events, such as a command for the consumer holding a charger's socket."""

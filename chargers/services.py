@@ -281,10 +281,26 @@ class BootResult:
     corrections: frozenset[str] = frozenset()
 
 
+_BOOT_FIELDS = [
+    "vendor",
+    "model",
+    "serial_number",
+    "firmware_version",
+    "iccid",
+    "imsi",
+    "meter_type",
+    "meter_serial_number",
+    "last_boot_at",
+    "last_seen",
+    "quirk_profile",
+]
+
+
 def charger_boot(*, charger_pk: int, info: BootInfo) -> BootResult:
     now = timezone.now()
     with transaction.atomic():
-        charger = Charger.objects.select_for_update().get(pk=charger_pk)
+        # FOR NO KEY UPDATE: the journal's rows of this charger, being flushed, need not wait.
+        charger = Charger.objects.select_for_update(no_key=True).get(pk=charger_pk)
         charger.vendor = info.vendor
         charger.model = info.model
         charger.serial_number = info.serial_number
@@ -297,7 +313,9 @@ def charger_boot(*, charger_pk: int, info: BootInfo) -> BootResult:
         charger.last_seen = now
         if not charger.quirk_profile_pinned:
             charger.quirk_profile = quirk_profile_match(vendor=info.vendor, model=info.model)
-        charger.save()
+        # Only what a boot says: the rest of the row (connection, last transaction id) is
+        # written by others meanwhile.
+        charger.save(update_fields=_BOOT_FIELDS)
         detail = {"vendor": info.vendor, "model": info.model, "firmware": info.firmware_version}
         if info.reason:
             detail["reason"] = info.reason
@@ -1442,7 +1460,13 @@ def batch_write(
     statuses: list[StatusRow],
     samples: list[SampleRow],
 ) -> None:
-    """Write one flush of the hot path in a single transaction."""
+    """Write one flush of the hot path: last-seen times, then the rest in one transaction.
+
+    Last-seen times go first, in a statement of their own: held to the end of the flush's
+    transaction, their row locks on chargers would keep connects, boots and session starts
+    waiting (or deadlocked against its connector rows). Writing them again is harmless, so a
+    flush that fails later and is retried loses nothing.
+    """
     referenced = {f.charger_pk for f in frames if f.charger_pk} | set(seen)
     referenced |= {r.charger_pk for r in statuses} | {r.charger_pk for r in samples}
     existing = set(Charger.objects.filter(pk__in=referenced).values_list("pk", flat=True))
@@ -1452,6 +1476,9 @@ def batch_write(
         seen = {pk: moment for pk, moment in seen.items() if pk in existing}
         statuses = [r for r in statuses if r.charger_pk in existing]
         samples = [r for r in samples if r.charger_pk in existing]
+    if seen:
+        # One statement for the whole flush, however many chargers spoke.
+        bulk.last_seen_update(seen)
     with transaction.atomic():
         if frames:
             # In bulk.FRAME_FIELDS order.
@@ -1473,9 +1500,6 @@ def batch_write(
                 ]
             )
             _journal_publish(frames)
-        if seen:
-            # One statement for the whole flush, however many chargers spoke.
-            bulk.last_seen_update(seen)
         if statuses:
             _statuses_write(statuses)
         if samples:

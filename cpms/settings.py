@@ -122,7 +122,15 @@ if REDIS_URL:
                 # redis-py 8 reads with a 5 s socket timeout by default, which cuts short the
                 # layer's blocking 5 s BZPOPMIN and kills every idle consumer with a TimeoutError
                 # (django/channels_redis#422): allow a read to outlast the pop.
-                "hosts": [{"address": REDIS_URL, "socket_timeout": 15}],
+                # redis-py 8 refuses a command past 100 connections ("Too many connections"),
+                # which a busy gateway's bursts (reconnecting fleets, events) reach: allow more.
+                "hosts": [
+                    {
+                        "address": REDIS_URL,
+                        "socket_timeout": 15,
+                        "max_connections": env.int("CPMS_REDIS_MAX_CONNECTIONS", default=1000),
+                    }
+                ],
                 "capacity": 5000,
                 "expiry": 30,
             },
