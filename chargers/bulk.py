@@ -21,6 +21,14 @@ from django.db.models.sql import InsertQuery
 
 from .models import Charger, Frame, MeterSample
 
+
+def _column(model: Any, name: str) -> str:
+    """The database column of a concrete field."""
+    column = model._meta.get_field(name).column
+    assert isinstance(column, str), name
+    return column
+
+
 # Frame columns in the order the rows give them.
 FRAME_FIELDS = (
     "charger_id",
@@ -42,10 +50,12 @@ def frames_insert(rows: Sequence[tuple[Any, ...]]) -> None:
         return
     connection = connections[router.db_for_write(Frame)]
     if connection.vendor != "postgresql":
-        Frame.objects.bulk_create([Frame(**dict(zip(FRAME_FIELDS, row, strict=True))) for row in rows])
+        Frame.objects.bulk_create(
+            [Frame(**dict(zip(FRAME_FIELDS, row, strict=True))) for row in rows]
+        )
         return
     quote = connection.ops.quote_name
-    columns = ", ".join(quote(Frame._meta.get_field(name).column) for name in FRAME_FIELDS)
+    columns = ", ".join(quote(_column(Frame, name)) for name in FRAME_FIELDS)
     statement = f"COPY {quote(Frame._meta.db_table)} ({columns}) FROM STDIN"
     with (
         connection.cursor() as cursor,
@@ -85,12 +95,17 @@ def samples_insert(rows: Sequence[tuple[Any, ...]]) -> int:
         return insert_new(
             MeterSample,
             [
-                MeterSample(**{**dict(zip(SAMPLE_FIELDS, row, strict=True)), "corrections": json.loads(row[-1])})
+                MeterSample(
+                    **{
+                        **dict(zip(SAMPLE_FIELDS, row, strict=True)),
+                        "corrections": json.loads(row[-1]),
+                    }
+                )
                 for row in rows
             ],
         )
     quote = connection.ops.quote_name
-    columns = ", ".join(quote(MeterSample._meta.get_field(name).column) for name in SAMPLE_FIELDS)
+    columns = ", ".join(quote(_column(MeterSample, name)) for name in SAMPLE_FIELDS)
     with connection.cursor() as cursor, connection.wrap_database_errors:
         # Emptied at each commit; the IF NOT EXISTS keeps no state about the connection here.
         cursor.execute(

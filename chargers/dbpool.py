@@ -75,7 +75,10 @@ class DatabasePool:
         return self.shards[zlib.crc32(charger.encode("utf-8", "surrogatepass")) % len(self.shards)]
 
     def wrap(
-        self, function: Callable[P, R], charger: str | None, executor: ThreadPoolExecutor | None = None
+        self,
+        function: Callable[P, R],
+        charger: str | None,
+        executor: ThreadPoolExecutor | None = None,
     ) -> Callable[P, Awaitable[R]]:
         """``function`` as an awaitable that runs on the charger's thread (or on ``executor``)."""
         return SyncToAsync(  # type: ignore[return-value]
@@ -99,10 +102,12 @@ class DatabasePool:
             # Closes a connection that errored and no longer answers, or that outlived
             # CONN_MAX_AGE; and asks for a health check before the next query.
             connection.close_if_unusable_or_obsolete()
-            if connection.connection is None or not connection.settings_dict.get("CONN_HEALTH_CHECKS"):
+            if connection.connection is None or not connection.settings_dict.get(
+                "CONN_HEALTH_CHECKS"
+            ):
                 continue
             if now - checked.get(connection.alias, float("-inf")) < HEALTH_CHECK_INTERVAL:
-                connection.health_check_done = True
+                connection.health_check_done = True  # type: ignore[attr-defined]
             else:
                 checked[connection.alias] = now
 

@@ -79,7 +79,9 @@ class Dispatcher:
             except protocol.FrameError as exc:
                 reply, reply_kind = self.error(exc), protocol.CALLERROR
             return Outcome(reply, protocol.CALL, message.message_id, message.action, reply_kind)
-        kind = protocol.CALLRESULT if isinstance(message, protocol.CallResult) else protocol.CALLERROR
+        kind = (
+            protocol.CALLRESULT if isinstance(message, protocol.CallResult) else protocol.CALLERROR
+        )
         action = self.pending.pop(message.message_id, "")
         if not action:
             logger.info("answer to an unknown message id %s ignored", message.message_id)
@@ -97,10 +99,7 @@ class Dispatcher:
             raise protocol.FrameError(
                 "NotImplemented", f"unknown action {call.action!r}", call.message_id
             )
-        if (
-            call.action not in self.pre_acceptance_actions
-            and not self.handlers.accepts_requests()
-        ):
+        if call.action not in self.pre_acceptance_actions and not self.handlers.accepts_requests():
             raise protocol.FrameError(
                 "SecurityError",
                 "the charger's registration is not Accepted; send BootNotification first",

@@ -32,7 +32,9 @@ class GroupCommit(Generic[Item, Result]):
     """Gathers items from many tasks and writes them with ``write_many`` (items in, results in
     the same order out; synchronous, run on the database pool's commit thread)."""
 
-    def __init__(self, write_many: Callable[[list[Item]], list[Result]], *, limit: int = BATCH_LIMIT):
+    def __init__(
+        self, write_many: Callable[[list[Item]], list[Result]], *, limit: int = BATCH_LIMIT
+    ):
         self.write_many = write_many
         self.limit = limit
         self._pending: list[tuple[Item, asyncio.Future[Result]]] = []
@@ -62,7 +64,11 @@ class GroupCommit(Generic[Item, Result]):
                 if len(batch) == 1:
                     _fail(batch[0][1], exc)
                     continue
-                logger.warning("a batch of %d writes failed; writing them one by one", len(batch), exc_info=True)
+                logger.warning(
+                    "a batch of %d writes failed; writing them one by one",
+                    len(batch),
+                    exc_info=True,
+                )
                 self.retried += 1
                 await self._write_one_by_one(batch)
                 continue
@@ -97,7 +103,7 @@ def committer(write_many: Callable[[list[Item]], list[Result]]) -> GroupCommit[I
     by_function = _committers.setdefault(asyncio.get_running_loop(), {})
     found = by_function.get(write_many)
     if found is None:
-        found = by_function[write_many] = GroupCommit(write_many)  # type: ignore[assignment]
+        found = by_function[write_many] = GroupCommit(write_many)  # type: ignore[assignment,arg-type]
     return found  # type: ignore[return-value]
 
 

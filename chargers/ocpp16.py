@@ -39,7 +39,9 @@ def _id_tag_info(authorization: services.Authorization) -> datatypes.IdTagInfo:
         status=authorization.status,
         parent_id_tag=authorization.group_token or None,
         expiry_date=(
-            normalize.format_datetime(authorization.expires_at) if authorization.expires_at else None
+            normalize.format_datetime(authorization.expires_at)
+            if authorization.expires_at
+            else None
         ),
     )
 
@@ -176,7 +178,10 @@ class ChargePoint16:
             meter_start_wh=meter.value,
             timestamp=moment.value,
             start_key=normalize.start_fingerprint(
-                connector_id=connector_id, id_tag=id_tag, meter_start=meter_start, timestamp=timestamp
+                connector_id=connector_id,
+                id_tag=id_tag,
+                meter_start=meter_start,
+                timestamp=timestamp,
             ),
             reservation_id=kwargs.get("reservation_id"),
             corrections=quirks.merge(moment.corrections, meter.corrections),
@@ -196,7 +201,9 @@ class ChargePoint16:
         self, connector_id: int, meter_value: list[dict[str, Any]], **kwargs: Any
     ) -> call_result.MeterValues:
         normalize.check_integer(connector_id, "connectorId")
-        samples = quirks.samples_from_v16(meter_value, self.context, received_at=normalize.utc_now())
+        samples = quirks.samples_from_v16(
+            meter_value, self.context, received_at=normalize.utc_now()
+        )
         transaction_id = kwargs.get("transaction_id")
         if transaction_id is not None:
             normalize.check_integer(transaction_id, "transactionId", **_TRANSACTION_ID)
@@ -229,7 +236,9 @@ class ChargePoint16:
         moment, meter = self._time(timestamp), self._meter(meter_stop)
         self.open_sessions.pop(str(transaction_id), None)
         # With the quirk on, 0 (or a left-out id, see prepare_call) means: the open session.
-        infer = transaction_id == 0 and self.context.has(quirks.Correction.STOP_WITHOUT_TRANSACTION_ID)
+        infer = transaction_id == 0 and self.context.has(
+            quirks.Correction.STOP_WITHOUT_TRANSACTION_ID
+        )
         request = normalize.StopRequest(
             transaction_id="" if infer else str(transaction_id),
             id_tag=kwargs.get("id_tag", ""),
@@ -262,7 +271,9 @@ class ChargePoint16:
     async def on_data_transfer(self, vendor_id: str, **kwargs: Any) -> call_result.DataTransfer:
         message_id = kwargs.get("message_id", "")
         data = kwargs.get("data", "")
-        status, reply = await database_sync_to_async(self._data_transfer)(vendor_id, message_id, data)
+        status, reply = await database_sync_to_async(self._data_transfer)(
+            vendor_id, message_id, data
+        )
         return call_result.DataTransfer(status=status, data=reply)
 
     def _data_transfer(self, vendor_id: str, message_id: str, data: str) -> tuple[str, str | None]:

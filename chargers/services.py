@@ -149,7 +149,9 @@ def charger_connect(
     if any(ord(character) < 32 for character in identity):
         # No charger has control characters in its id (and PostgreSQL cannot even look for NUL).
         raise Refused(f"charger id {identity!r} has control characters")
-    charger = Charger.objects.select_related("site", "quirk_profile").filter(identity=identity).first()
+    charger = (
+        Charger.objects.select_related("site", "quirk_profile").filter(identity=identity).first()
+    )
     if charger is None:
         if not settings.CPMS_AUTO_REGISTER:
             raise Refused(f"unknown charger {identity!r}")
@@ -375,7 +377,11 @@ def id_token_authorize(
     if id_token is None:
         return Authorization(status="Invalid")
     status = id_token.status
-    if status == IdTokenStatus.ACCEPTED and id_token.expires_at and id_token.expires_at <= timezone.now():
+    if (
+        status == IdTokenStatus.ACCEPTED
+        and id_token.expires_at
+        and id_token.expires_at <= timezone.now()
+    ):
         status = IdTokenStatus.EXPIRED
     if status == IdTokenStatus.ACCEPTED and check_concurrent and not id_token.allow_concurrent:
         active = Session.objects.filter(id_token=id_token, state=SessionState.ACTIVE)
@@ -461,7 +467,9 @@ def _transaction_id_issue(charger_pk: int) -> int:
     protocol) are skipped rather than reused.
     """
     while True:
-        Charger.objects.filter(pk=charger_pk).update(last_transaction_id=F("last_transaction_id") + 1)
+        Charger.objects.filter(pk=charger_pk).update(
+            last_transaction_id=F("last_transaction_id") + 1
+        )
         issued = Charger.objects.values_list("last_transaction_id", flat=True).get(pk=charger_pk)
         if not Session.objects.filter(charger_id=charger_pk, transaction_id=str(issued)).exists():
             return issued
@@ -493,8 +501,12 @@ def session_start(
             for stale in Session.objects.select_for_update().filter(
                 charger_id=charger_pk, connector=connector, state=SessionState.ACTIVE
             ):
-                _session_close_superseded(stale, superseded_at=request.timestamp, meter_wh=request.meter_start_wh)
-            authorization = id_token_authorize(organization_pk=organization_pk, token=request.id_tag)
+                _session_close_superseded(
+                    stale, superseded_at=request.timestamp, meter_wh=request.meter_start_wh
+                )
+            authorization = id_token_authorize(
+                organization_pk=organization_pk, token=request.id_tag
+            )
             transaction_id = _transaction_id_issue(charger_pk)
             session = Session.objects.create(
                 charger_id=charger_pk,
@@ -552,15 +564,26 @@ def _session_event(session: Session) -> dict[str, Any]:
     }
 
 
-def _session_close_superseded(session: Session, *, superseded_at: datetime, meter_wh: Decimal) -> None:
+def _session_close_superseded(
+    session: Session, *, superseded_at: datetime, meter_wh: Decimal
+) -> None:
     """A new start on a connector with an open session: the charger lost the stop; close it."""
-    last = session.meter_samples.filter(
-        measurand=normalize.ENERGY_REGISTER, phase="", value__isnull=False
-    ).order_by("-timestamp").first()
-    candidates = [v for v in (last.value if last else None, meter_wh) if v is not None]
+    last = (
+        session.meter_samples.filter(
+            measurand=normalize.ENERGY_REGISTER, phase="", value__isnull=False
+        )
+        .order_by("-timestamp")
+        .first()
+    )
+    last_value = last.value if last is not None else None
+    candidates = [v for v in (last_value, meter_wh) if v is not None]
     meter_stop = max(candidates) if candidates else session.meter_start_wh
     if meter_stop < session.meter_start_wh:
-        meter_stop = last.value if last and last.value >= session.meter_start_wh else session.meter_start_wh
+        meter_stop = (
+            last_value
+            if last_value is not None and last_value >= session.meter_start_wh
+            else session.meter_start_wh
+        )
     session.state = SessionState.COMPLETED
     session.stopped_at = max(superseded_at, session.started_at)
     session.meter_stop_wh = meter_stop
@@ -607,7 +630,9 @@ def session_stop(
     stops the charger's one open session, or the one open session of the same id tag.
     """
     authorization = (
-        id_token_authorize(organization_pk=organization_pk, token=request.id_tag, check_concurrent=False)
+        id_token_authorize(
+            organization_pk=organization_pk, token=request.id_tag, check_concurrent=False
+        )
         if request.id_tag
         else None
     )
@@ -660,7 +685,9 @@ def session_stop(
             quirks.merge(
                 session.corrections or [],
                 request.corrections,
-                [] if request.transaction_id else [quirks.Correction.STOP_WITHOUT_TRANSACTION_ID.value],
+                []
+                if request.transaction_id
+                else [quirks.Correction.STOP_WITHOUT_TRANSACTION_ID.value],
             )
         )
         _session_energy_refresh(session, explicit_start=True, register_resets=register_resets)
@@ -676,7 +703,9 @@ def session_stop(
 
 def _session_for_stop_without_id(charger_pk: int, request: normalize.StopRequest) -> Session | None:
     """The session a StopTransaction with no usable transactionId stops, if it is unambiguous."""
-    sessions = Session.objects.select_for_update().select_related("charger").filter(charger_id=charger_pk)
+    sessions = (
+        Session.objects.select_for_update().select_related("charger").filter(charger_id=charger_pk)
+    )
     # A re-send of a stop already applied finds the session it closed.
     stopped = sessions.filter(
         state=SessionState.COMPLETED,
@@ -726,7 +755,9 @@ def _session_energy_refresh(
         energy = tally.energy()
         session.meter_start_wh = energy.first_wh if energy.first_wh is not None else Decimal(0)
         if completed:
-            session.meter_stop_wh = energy.last_wh if energy.last_wh is not None else session.meter_start_wh
+            session.meter_stop_wh = (
+                energy.last_wh if energy.last_wh is not None else session.meter_start_wh
+            )
     session.energy_wh = energy.energy_wh
     session.corrections = _energy_corrections(session.corrections, energy)
     return tally
@@ -743,7 +774,9 @@ def _energy_corrections(corrections: list[str] | None, energy: metering.Energy) 
         )
         if seen
     ]
-    return list(quirks.merge(corrections or [], anomalies)) if anomalies else list(corrections or [])
+    return (
+        list(quirks.merge(corrections or [], anomalies)) if anomalies else list(corrections or [])
+    )
 
 
 @dataclass(slots=True)
@@ -850,7 +883,9 @@ def session_meter_values_many(*, messages: list[MeterValuesIn]) -> list[bool]:
                 tally = entry.tally.add(metering.readings_from(messages[index].samples))
                 if tally is not None:
                     tallies[index] = tally
-        for index in _open_sessions_update({index: (running[index], tally) for index, tally in tallies.items()}):
+        for index in _open_sessions_update(
+            {index: (running[index], tally) for index, tally in tallies.items()}
+        ):
             message, entry = messages[index], running[index]
             assert message.open_sessions is not None
             message.open_sessions[message.transaction_id] = entry
@@ -873,7 +908,10 @@ def _session_meter_values_apply(message: MeterValuesIn, *, inserted: bool) -> bo
     )
     if not inserted:
         _samples_insert(
-            message.charger_pk, message.connector_id, session.pk if session else None, message.samples
+            message.charger_pk,
+            message.connector_id,
+            session.pk if session else None,
+            message.samples,
         )
     if session is None:
         return False
@@ -967,7 +1005,10 @@ def _open_session_event(running: OpenSession) -> dict[str, Any]:
 
 
 def _session_meter_publish(
-    organization_pk: int, identity: str, session_data: dict[str, Any], samples: list[normalize.Sample]
+    organization_pk: int,
+    identity: str,
+    session_data: dict[str, Any],
+    samples: list[normalize.Sample],
 ) -> None:
     events.publish(
         "session.meter",
@@ -989,7 +1030,9 @@ def _session_meter_publish(
     )
 
 
-def _sample_row(charger_pk: int, connector_id: int, session_pk: int | None, s: normalize.Sample) -> tuple[Any, ...]:
+def _sample_row(
+    charger_pk: int, connector_id: int, session_pk: int | None, s: normalize.Sample
+) -> tuple[Any, ...]:
     """A sample as bulk.samples_insert takes it (in bulk.SAMPLE_FIELDS order)."""
     return (
         charger_pk,
@@ -1013,7 +1056,9 @@ def _samples_insert(
     charger_pk: int, connector_id: int, session_pk: int | None, samples: Iterable[normalize.Sample]
 ) -> int:
     """Insert samples, skipping those the database already has; how many were inserted."""
-    return bulk.samples_insert([_sample_row(charger_pk, connector_id, session_pk, s) for s in samples])
+    return bulk.samples_insert(
+        [_sample_row(charger_pk, connector_id, session_pk, s) for s in samples]
+    )
 
 
 # --- OCPP 2.x authorization and transactions -----------------------------------------------------
@@ -1049,7 +1094,10 @@ def _authorize_2x(
             .values_list("type", flat=True)
             .first()
         )
-        info["group_id_token"] = {"id_token": authorization.group_token, "type": group_type or "Central"}
+        info["group_id_token"] = {
+            "id_token": authorization.group_token,
+            "type": group_type or "Central",
+        }
     return info, authorization.id_token_pk
 
 
@@ -1145,12 +1193,16 @@ def _transaction_event_apply(
     if event.event_type == "Started":
         session.started_at = event.timestamp
         if created and session.connector_id is not None:
-            for stale in Session.objects.select_for_update().filter(
-                charger_id=charger_pk,
-                connector_id=session.connector_id,
-                state=SessionState.ACTIVE,
-                started_at__lt=event.timestamp,
-            ).exclude(pk=session.pk):
+            for stale in (
+                Session.objects.select_for_update()
+                .filter(
+                    charger_id=charger_pk,
+                    connector_id=session.connector_id,
+                    state=SessionState.ACTIVE,
+                    started_at__lt=event.timestamp,
+                )
+                .exclude(pk=session.pk)
+            ):
                 _session_close_superseded(stale, superseded_at=event.timestamp, meter_wh=Decimal(0))
     elif event.timestamp < session.started_at:
         session.started_at = event.timestamp
@@ -1170,9 +1222,7 @@ def _transaction_event_apply(
             session.auth_status = id_token_info["status"]
             session.id_token_id = id_token_pk
 
-    if event.event_type == "Ended" and (
-        was_active or session.stop_reason == SUPERSEDED_REASON
-    ):
+    if event.event_type == "Ended" and (was_active or session.stop_reason == SUPERSEDED_REASON):
         if not was_active:
             # The charger's own, late end of a session we closed when a newer one started on
             # its connector: its figures replace our estimate.
@@ -1253,7 +1303,12 @@ def _transaction_event_apply(
 
     identity = session.charger.identity
     if created:
-        events.publish("session.started", organization_pk=organization_pk, charger=identity, data=_session_event(session))
+        events.publish(
+            "session.started",
+            organization_pk=organization_pk,
+            charger=identity,
+            data=_session_event(session),
+        )
     if event.samples:
         events.publish(
             "session.meter",
@@ -1262,7 +1317,12 @@ def _transaction_event_apply(
             data={**_session_event(session), "samples": _samples_event(event.samples)},
         )
     if ended_now:
-        events.publish("session.ended", organization_pk=organization_pk, charger=identity, data=_session_event(session))
+        events.publish(
+            "session.ended",
+            organization_pk=organization_pk,
+            charger=identity,
+            data=_session_event(session),
+        )
     return TransactionEventResult(
         id_token_info=id_token_info,
         session_pk=session.pk,
@@ -1275,7 +1335,9 @@ def _transaction_event_apply(
 def _session_open_2x(
     *, charger_pk: int, event: normalize2x.TransactionEventIn, ocpp_version: str
 ) -> Session:
-    connector = _connector_for_evse(charger_pk, event) if event.connector_number is not None else None
+    connector = (
+        _connector_for_evse(charger_pk, event) if event.connector_number is not None else None
+    )
     return Session.objects.create(
         charger_id=charger_pk,
         connector=connector,
@@ -1315,7 +1377,9 @@ def _samples_event(samples: Iterable[normalize.Sample]) -> list[dict[str, Any]]:
 def transaction_event_gaps(*, session_pk: int) -> list[int]:
     """The seqNos missing between the lowest and highest a session's events carry."""
     seen = set(
-        TransactionEventRecord.objects.filter(session_id=session_pk).values_list("seq_no", flat=True)
+        TransactionEventRecord.objects.filter(session_id=session_pk).values_list(
+            "seq_no", flat=True
+        )
     )
     if not seen:
         return []
@@ -1323,7 +1387,6 @@ def transaction_event_gaps(*, session_pk: int) -> list[int]:
     if high - low > 100_000:
         return []  # not a sequence this charger keeps; nothing useful to report
     return [n for n in range(low, high + 1) if n not in seen]
-
 
 
 # --- OCPP 2.x smart charging inputs ---------------------------------------------------------------
@@ -1370,7 +1433,9 @@ def ev_charging_needs_record(
     *, charger_pk: int, needs: normalize2x.EVChargingNeedsIn, response_status: str
 ) -> EVChargingNeeds:
     session = (
-        Session.objects.filter(charger_id=charger_pk, evse_id=needs.evse_id, state=SessionState.ACTIVE)
+        Session.objects.filter(
+            charger_id=charger_pk, evse_id=needs.evse_id, state=SessionState.ACTIVE
+        )
         .order_by("-started_at")
         .first()
     )
@@ -1416,7 +1481,9 @@ def charger_event_record(
             detail=detail or {},
         )
         if kind == ChargerEvent.Kind.FIRMWARE or kind == ChargerEvent.Kind.SIGNED_FIRMWARE:
-            Charger.objects.filter(pk=charger_pk).update(firmware_status=status, firmware_status_at=now)
+            Charger.objects.filter(pk=charger_pk).update(
+                firmware_status=status, firmware_status_at=now
+            )
         elif kind == ChargerEvent.Kind.DIAGNOSTICS:
             Charger.objects.filter(pk=charger_pk).update(
                 diagnostics_status=status, diagnostics_status_at=now
@@ -1503,7 +1570,9 @@ def batch_write(
         if statuses:
             _statuses_write(statuses)
         if samples:
-            bulk.samples_insert([_sample_row(r.charger_pk, r.connector_id, None, r.sample) for r in samples])
+            bulk.samples_insert(
+                [_sample_row(r.charger_pk, r.connector_id, None, r.sample) for r in samples]
+            )
 
 
 def _journal_publish(frames: list[FrameRow]) -> None:
@@ -1568,9 +1637,9 @@ def _statuses_write(statuses: list[StatusRow]) -> None:
     charger_pks = {row.charger_pk for row in statuses}
     connector_pks = {
         (charger_pk, number): pk
-        for pk, charger_pk, number in Connector.objects.filter(charger_id__in=charger_pks).values_list(
-            "pk", "charger_id", "connector_id"
-        )
+        for pk, charger_pk, number in Connector.objects.filter(
+            charger_id__in=charger_pks
+        ).values_list("pk", "charger_id", "connector_id")
     }
     ConnectorStatusChange.objects.bulk_create(
         [
@@ -1619,7 +1688,9 @@ def chargers_expire_stale(*, now: datetime | None = None) -> int:
         limit = timedelta(seconds=interval * settings.CPMS_OFFLINE_AFTER_HEARTBEATS + 60)
         if charger.last_seen is None or now - charger.last_seen > limit:
             with transaction.atomic():
-                updated = Charger.objects.filter(pk=charger.pk, connected=True).update(connected=False)
+                updated = Charger.objects.filter(pk=charger.pk, connected=True).update(
+                    connected=False
+                )
                 if updated:
                     expired += 1
                     ChargerEvent.objects.create(
@@ -1627,7 +1698,11 @@ def chargers_expire_stale(*, now: datetime | None = None) -> int:
                         kind=ChargerEvent.Kind.CONNECTION,
                         status="Expired",
                         timestamp=now,
-                        detail={"last_seen": charger.last_seen.isoformat() if charger.last_seen else None},
+                        detail={
+                            "last_seen": charger.last_seen.isoformat()
+                            if charger.last_seen
+                            else None
+                        },
                     )
                     events.publish(
                         "charger.disconnected",

@@ -24,8 +24,12 @@ def row(charger_pk: int | None, raw: str, kind: int = 2, at: datetime = T0) -> t
 
 
 def test_frames_come_back_exactly_as_written(charger):
-    awkward = '[2,"m-1","DataTransfer",{"data":"tab\\there\\\\ \\"quoted\\" \\u0000 é \\n"}]\ttab\nline\\'
-    bulk.frames_insert([row(charger.pk, awkward), row(None, "[]", kind=0, at=T0 + timedelta(seconds=1))])
+    awkward = (
+        '[2,"m-1","DataTransfer",{"data":"tab\\there\\\\ \\"quoted\\" \\u0000 é \\n"}]\ttab\nline\\'
+    )
+    bulk.frames_insert(
+        [row(charger.pk, awkward), row(None, "[]", kind=0, at=T0 + timedelta(seconds=1))]
+    )
     stored = list(Frame.objects.order_by("timestamp").values_list(*bulk.FRAME_FIELDS))
     assert stored == [
         (charger.pk, "CP-1", "charger", "in", 2, "m-1", "", "Heartbeat", awkward, T0),
@@ -51,29 +55,48 @@ def test_last_seen_times_are_one_statement(make_charger):
     assert untouched.last_seen is None
 
 
-def sample_row(charger: Charger, moment: datetime, value: str, context: str = "Sample.Periodic") -> tuple[object, ...]:
+def sample_row(
+    charger: Charger, moment: datetime, value: str, context: str = "Sample.Periodic"
+) -> tuple[object, ...]:
     return (
-        charger.pk, 1, None, moment, "Energy.Active.Import.Register", "", "Outlet", context,
-        Decimal(value), "Wh", value, "kWh", "", json.dumps(["energy_unit_mislabelled"]),
+        charger.pk,
+        1,
+        None,
+        moment,
+        "Energy.Active.Import.Register",
+        "",
+        "Outlet",
+        context,
+        Decimal(value),
+        "Wh",
+        value,
+        "kWh",
+        "",
+        json.dumps(["energy_unit_mislabelled"]),
     )
 
 
 def test_samples_come_back_exactly_and_those_already_stored_are_skipped(charger):
-    first = [sample_row(charger, T0, "1000.5"), sample_row(charger, T0 + timedelta(minutes=1), "1200")]
+    first = [
+        sample_row(charger, T0, "1000.5"),
+        sample_row(charger, T0 + timedelta(minutes=1), "1200"),
+    ]
     assert bulk.samples_insert(first) == 2
     # A re-send of the second beside a new one: only the new one is stored.
     again = [first[1], sample_row(charger, T0 + timedelta(minutes=2), "1300")]
     assert bulk.samples_insert(again) == 1
     assert bulk.samples_insert(again) == 0
     stored = list(MeterSample.objects.order_by("timestamp").values_list(*bulk.SAMPLE_FIELDS))
-    assert stored == [
-        (*row[:-1], ["energy_unit_mislabelled"]) for row in [*first, again[1]]
-    ]
+    assert stored == [(*row[:-1], ["energy_unit_mislabelled"]) for row in [*first, again[1]]]
 
 
 def test_a_sample_the_database_refuses_is_never_stored(charger):
     good = sample_row(charger, T0 + timedelta(minutes=1), "5")
-    refused = (*sample_row(charger, T0, "10")[:1], -1, *sample_row(charger, T0, "10")[2:])  # connector -1
+    refused = (
+        *sample_row(charger, T0, "10")[:1],
+        -1,
+        *sample_row(charger, T0, "10")[2:],
+    )  # connector -1
     if connection.vendor == "postgresql":
         # An IntegrityError, so that the batch writer singles the row out.
         with pytest.raises(IntegrityError), transaction.atomic():

@@ -12,8 +12,19 @@ from chargers.dispatch import camel_keys, snake_keys
 keys = st.one_of(
     st.sampled_from(
         [
-            "connectorId", "meterValue", "sampledValue", "ocppCSMSURL", "evseV2XEnergy", "V2GCertificate",
-            "SoC", "soc_limit_reached", "csms_url", "responder_url", "socket_id", "id_tag_info", "iso15118",
+            "connectorId",
+            "meterValue",
+            "sampledValue",
+            "ocppCSMSURL",
+            "evseV2XEnergy",
+            "V2GCertificate",
+            "SoC",
+            "soc_limit_reached",
+            "csms_url",
+            "responder_url",
+            "socket_id",
+            "id_tag_info",
+            "iso15118",
         ]
     ),
     st.text(alphabet="abcXYZ_019V2GSoc", max_size=12),

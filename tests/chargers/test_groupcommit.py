@@ -25,7 +25,9 @@ def run_together(commit: groupcommit.GroupCommit[int, int], items: list[int]) ->
     """Submit every item from its own task at once, as many consumers would."""
 
     async def go() -> list[object]:
-        return await asyncio.gather(*(commit.submit(item) for item in items), return_exceptions=True)
+        return await asyncio.gather(
+            *(commit.submit(item) for item in items), return_exceptions=True
+        )
 
     return async_to_sync(go)()
 
@@ -84,7 +86,9 @@ def test_meter_values_of_many_sessions_in_one_batch(make_charger, id_token):
     # CP-2's session was written since by another connection; CP-3 sends a late reading.
     meter_values(chargers[2], transactions[2], [register(1900, T0 + timedelta(minutes=3))], {})
 
-    def message(index: int, value: int, minute: int, transaction_id: str | None = None) -> services.MeterValuesIn:
+    def message(
+        index: int, value: int, minute: int, transaction_id: str | None = None
+    ) -> services.MeterValuesIn:
         charger = chargers[index]
         return services.MeterValuesIn(
             charger_pk=charger.pk,
@@ -105,7 +109,10 @@ def test_meter_values_of_many_sessions_in_one_batch(make_charger, id_token):
     with CaptureQueriesContext(connection) as queries:
         known = services.session_meter_values_many(messages=batch)
     assert known == [True, True, True, True, False]
-    energies = [Session.objects.get(transaction_id=tx, charger=c).energy_wh for c, tx in zip(chargers, transactions, strict=True)]
+    energies = [
+        Session.objects.get(transaction_id=tx, charger=c).energy_wh
+        for c, tx in zip(chargers, transactions, strict=True)
+    ]
     assert energies == [Decimal(500), Decimal(600), Decimal(900), Decimal(100)]
     for charger, tx in zip(chargers, transactions, strict=True):
         session = Session.objects.get(transaction_id=tx, charger=charger)

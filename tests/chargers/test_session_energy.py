@@ -24,7 +24,9 @@ WRAP = 10**9
 _days = itertools.count()
 
 
-def register(value: int | str, moment: datetime, context: str = "Sample.Periodic") -> normalize.Sample:
+def register(
+    value: int | str, moment: datetime, context: str = "Sample.Periodic"
+) -> normalize.Sample:
     return normalize.Sample(
         moment, normalize.ENERGY_REGISTER, "", "", context, Decimal(value), "Wh", str(value), "Wh"
     )
@@ -32,7 +34,15 @@ def register(value: int | str, moment: datetime, context: str = "Sample.Periodic
 
 def power(value: int, moment: datetime) -> normalize.Sample:
     return normalize.Sample(
-        moment, "Power.Active.Import", "", "", "Sample.Periodic", Decimal(value), "W", str(value), "W"
+        moment,
+        "Power.Active.Import",
+        "",
+        "",
+        "Sample.Periodic",
+        Decimal(value),
+        "W",
+        str(value),
+        "W",
     )
 
 
@@ -159,11 +169,18 @@ def test_a_reading_the_database_already_has_is_not_counted_twice(charger, id_tok
     # Stored without the session (sent without a transactionId): the same reading again is
     # dropped by the database, and the tally must not count it.
     MeterSample.objects.create(
-        charger=charger, connector_number=1, timestamp=T0 + timedelta(minutes=2),
-        measurand=normalize.ENERGY_REGISTER, context="Sample.Periodic", value=Decimal(1800), unit="Wh",
+        charger=charger,
+        connector_number=1,
+        timestamp=T0 + timedelta(minutes=2),
+        measurand=normalize.ENERGY_REGISTER,
+        context="Sample.Periodic",
+        value=Decimal(1800),
+        unit="Wh",
     )
     meter_values(charger, tx, [register(1800, T0 + timedelta(minutes=2))], memory)
-    assert Session.objects.get(transaction_id=tx).energy_wh == recomputed(tx, False)[0] == Decimal(200)
+    assert (
+        Session.objects.get(transaction_id=tx).energy_wh == recomputed(tx, False)[0] == Decimal(200)
+    )
 
 
 def test_a_stopped_session_is_no_longer_running(charger, id_token):
@@ -174,8 +191,12 @@ def test_a_stopped_session_is_no_longer_running(charger, id_token):
         charger_pk=charger.pk,
         organization_pk=charger.organization_id,
         request=normalize.StopRequest(
-            transaction_id=tx, id_tag="TAG-OK", meter_stop_wh=Decimal(2000),
-            timestamp=T0 + timedelta(minutes=10), reason="Local", samples=[],
+            transaction_id=tx,
+            id_tag="TAG-OK",
+            meter_stop_wh=Decimal(2000),
+            timestamp=T0 + timedelta(minutes=10),
+            reason="Local",
+            samples=[],
         ),
         raw_payload={},
     )
