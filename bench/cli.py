@@ -36,7 +36,7 @@ def build_parser() -> argparse.ArgumentParser:
         epilog="Scenarios: "
         + "; ".join(f"{s.key} {s.title} ({s.sizes()})" for s in SCENARIOS.values()),
     )
-    parser.add_argument("scenarios", nargs="+", metavar="scenario", help="s1 .. s6, or all")
+    parser.add_argument("scenarios", nargs="+", metavar="scenario", help="s1 .. s7, or all")
     parser.add_argument(
         "--quick", action="store_true", help="small, short runs (sizes in the output)"
     )
@@ -309,6 +309,9 @@ def unavailable(
     notes: dict[str, str] = {}
     if OURS not in servers:
         return notes
+    if scenario.kind == "routing":
+        # The baseline server is the upstream of this scenario, not a server under test.
+        notes[BASELINE] = "not run: here it is the upstream that chargers reach directly"
     if protocol not in features.get("protocols", []):
         notes[OURS] = f"not available: the full stack does not speak {protocol} yet"
     elif scenario.kind == "commands" and not features.get("command_path"):

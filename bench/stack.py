@@ -5,6 +5,7 @@
     python -m bench.stack prepare --count N        migrate, register the fleet and its id tokens
     python -m bench.stack mark-connected           chargers left flagged connected, as after a crash
     python -m bench.stack commands --rate R ...    create commands through the service layer
+    python -m bench.stack route --primary URL ...  route the fleet to upstreams (s7)
 
 Each prints one JSON object on its last line of stdout. The harness process itself never imports
 Django, so the load generator carries none of it.
@@ -182,6 +183,24 @@ def send_commands(
     }
 
 
+def route(*, primary: str, observer: str) -> dict[str, Any]:
+    """Route the benchmark organization's chargers to ``primary`` (and ``observer``, when given)
+    with the organization's route; the connections opened afterwards follow it."""
+    from cpms.models import Organization
+    from routing.models import Route, RouteLeg, Upstream
+
+    organization = Organization.objects.get(slug=ORGANIZATION_SLUG)
+    route, _ = Route.objects.get_or_create(scope="organization", organization=organization)
+    RouteLeg.objects.filter(route=route).delete()
+    legs = [("bench-primary", primary, "primary"), ("bench-observer", observer, "observer")]
+    for name, url, role in legs:
+        if not url:
+            continue
+        upstream, _ = Upstream.objects.update_or_create(name=name, defaults={"url": url})
+        RouteLeg.objects.create(route=route, upstream=upstream, role=role)
+    return {"route": route.pk, "legs": route.legs.count()}
+
+
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(
         prog="python -m bench.stack", description=__doc__.split("\n\n")[0]
@@ -200,6 +219,9 @@ def main(argv: list[str] | None = None) -> None:
     send.add_argument("--rate", type=float, required=True)
     send.add_argument("--duration", type=float, required=True)
     send.add_argument("--protocol", default="ocpp1.6")
+    routed = commands.add_parser("route")
+    routed.add_argument("--primary", required=True)
+    routed.add_argument("--observer", default="")
     args = parser.parse_args(argv)
     _setup()
     if args.command == "features":
@@ -208,6 +230,8 @@ def main(argv: list[str] | None = None) -> None:
         _emit(prepare(count=args.count, prefix=args.prefix, password=args.password))
     elif args.command == "mark-connected":
         _emit(mark_connected(prefix=args.prefix))
+    elif args.command == "route":
+        _emit(route(primary=args.primary, observer=args.observer))
     else:
         _emit(
             send_commands(

@@ -11,6 +11,8 @@ from django.http import HttpRequest
 
 from . import quirks
 from .models import (
+    Alert,
+    AlertDelivery,
     Charger,
     ChargerConfigurationKey,
     ChargerEvent,
@@ -28,10 +30,12 @@ from .models import (
     MeterSample,
     QuirkProfile,
     RegistrationStatus,
+    Reservation,
     Session,
     Site,
     TransactionEventRecord,
     UnmatchedStop,
+    WebhookEndpoint,
 )
 from .passwords import hash_password
 
@@ -187,8 +191,9 @@ class IdTokenAdmin(admin.ModelAdmin):
         "expires_at",
         "group_token",
         "owner_name",
+        "local_list",
     ]
-    list_filter = ["organization", "status", "type"]
+    list_filter = ["organization", "status", "type", "local_list"]
     search_fields = ["token", "group_token", "owner_name", "owner_email"]
 
 
@@ -483,9 +488,109 @@ class CommandAdmin(admin.ModelAdmin):
         return False
 
 
+@admin.register(Reservation)
+class ReservationAdmin(admin.ModelAdmin):
+    """Reservations are made and cancelled from the dashboard or the API, which send the charger
+    its commands; here they are only looked at."""
+
+    list_display = [
+        "created_at",
+        "charger",
+        "connector_number",
+        "id_tag",
+        "reservation_id",
+        "expires_at",
+        "state",
+        "reason",
+    ]
+    list_filter = ["state", "ocpp_version"]
+    search_fields = ["charger__identity", "id_tag"]
+    date_hierarchy = "created_at"
+    raw_id_fields = [
+        "organization",
+        "charger",
+        "connector",
+        "id_token",
+        "session",
+        "commands",
+        "created_by",
+        "api_token",
+    ]
+    show_full_result_count = False
+
+    def has_add_permission(self, request: HttpRequest) -> bool:
+        return False
+
+    def has_change_permission(self, request: HttpRequest, obj: Any = None) -> bool:
+        return False
+
+
 @admin.register(ChargerConfigurationKey)
 class ChargerConfigurationKeyAdmin(admin.ModelAdmin):
     list_display = ["charger", "key", "value", "readonly", "reported_at"]
     list_filter = ["readonly"]
     search_fields = ["charger__identity", "key"]
     raw_id_fields = ["charger", "command"]
+
+
+# --- Alerts --------------------------------------------------------------------------------------
+
+
+@admin.register(Alert)
+class AlertAdmin(admin.ModelAdmin):
+    """Alerts are raised by the rules and moved on the dashboard or the API; here they are only
+    looked at."""
+
+    list_display = [
+        "raised_at",
+        "charger",
+        "connector_id",
+        "kind",
+        "severity",
+        "state",
+        "suppressed",
+        "mttd_seconds",
+        "mttr_seconds",
+    ]
+    list_filter = ["state", "kind", "severity", "suppressed"]
+    search_fields = ["charger__identity", "message"]
+    date_hierarchy = "raised_at"
+    raw_id_fields = ["organization", "charger", "suppressed_by", "acknowledged_by", "resolved_by"]
+    show_full_result_count = False
+
+    def has_add_permission(self, request: HttpRequest) -> bool:
+        return False
+
+    def has_change_permission(self, request: HttpRequest, obj: Any = None) -> bool:
+        return False
+
+
+@admin.register(WebhookEndpoint)
+class WebhookEndpointAdmin(admin.ModelAdmin):
+    list_display = ["name", "organization", "url", "min_severity", "enabled"]
+    list_filter = ["enabled", "min_severity"]
+    search_fields = ["name", "url"]
+    raw_id_fields = ["organization", "created_by"]
+
+
+@admin.register(AlertDelivery)
+class AlertDeliveryAdmin(admin.ModelAdmin):
+    list_display = [
+        "created_at",
+        "event",
+        "channel",
+        "recipient",
+        "status",
+        "attempts",
+        "response_code",
+    ]
+    list_filter = ["status", "channel", "event"]
+    search_fields = ["recipient"]
+    raw_id_fields = ["organization", "alert", "endpoint"]
+    show_full_result_count = False
+
+    def has_add_permission(self, request: HttpRequest) -> bool:
+        return False
+
+    def has_change_permission(self, request: HttpRequest, obj: Any = None) -> bool:
+        return False

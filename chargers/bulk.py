@@ -145,21 +145,36 @@ def insert_new(model: type[Model], objects: list[Any]) -> int:
 
 def last_seen_update(seen: dict[int, datetime]) -> None:
     """Set each charger's last-seen time, in one statement."""
-    if not seen:
+    rows_update(
+        Charger, ["last_seen"], [(charger_pk, moment) for charger_pk, moment in seen.items()]
+    )
+
+
+def rows_update(model: type[Model], fields: Sequence[str], rows: Sequence[tuple[Any, ...]]) -> None:
+    """Set ``fields`` of many rows, each given as ``(pk, *values)``, in one statement.
+
+    On PostgreSQL: ``UPDATE ... FROM unnest(<one array per column>)``. Elsewhere the ORM's
+    ``bulk_update``. A row given twice gets one of its values (give each once).
+    """
+    if not rows:
         return
-    connection = connections[router.db_for_write(Charger)]
+    connection = connections[router.db_for_write(model)]
     if connection.vendor != "postgresql":
-        Charger.objects.bulk_update(
-            [Charger(pk=charger_pk, last_seen=moment) for charger_pk, moment in seen.items()],
-            ["last_seen"],
+        model._default_manager.bulk_update(
+            [model(pk=row[0], **dict(zip(fields, row[1:], strict=True))) for row in rows],
+            list(fields),
             batch_size=500,
         )
         return
-    table = connection.ops.quote_name(Charger._meta.db_table)
+    quote = connection.ops.quote_name
+    columns = [model._meta.pk, *(model._meta.get_field(name) for name in fields)]
+    names = [quote(column.column) for column in columns]  # type: ignore[union-attr,arg-type]
+    arrays = ", ".join(f"%s::{column.db_type(connection)}[]" for column in columns)
+    assignments = ", ".join(f"{name} = new.{name}" for name in names[1:])
     with connection.cursor() as cursor:
         cursor.execute(
-            f"UPDATE {table} AS charger SET last_seen = seen.moment"
-            " FROM unnest(%s::bigint[], %s::timestamptz[]) AS seen(id, moment)"
-            " WHERE charger.id = seen.id",
-            [list(seen), list(seen.values())],
+            f"UPDATE {quote(model._meta.db_table)} AS target SET {assignments}"
+            f" FROM unnest({arrays}) AS new({', '.join(names)})"
+            f" WHERE target.{names[0]} = new.{names[0]}",
+            [list(values) for values in zip(*rows, strict=True)],
         )

@@ -66,21 +66,26 @@ class CommandSender:
         self.claiming: tuple[int, str] | None = None
         self.flight: Flight | None = None
         self._task: asyncio.Task[None] | None = None
+        # One CALL in flight to the charger, shared with upstreams' CALLs (routing.gateway).
+        self.gate = asyncio.Lock()
 
     @property
     def busy(self) -> bool:
         return self.flight is not None or self.claiming is not None or bool(self._waiting)
 
-    async def start(self) -> None:
+    async def start(self, waiting: tuple[int, ...] | None = None) -> None:
+        """Take the charger's waiting commands: ``waiting`` as read when it connected, or
+        read now."""
         _senders[self.channel_name] = self
         command_services.LOCAL_CHANNELS.add(self.channel_name)
-        self._task = asyncio.get_running_loop().create_task(
-            self._run(), name=f"commands:{self.consumer.charger_identity}"
-        )
         _ensure_poller()
-        for pk in await database_sync_to_async(command_services.commands_waiting)(
-            charger_pk=self.charger_pk
-        ):
+        if waiting is None:
+            waiting = tuple(
+                await database_sync_to_async(command_services.commands_waiting)(
+                    charger_pk=self.charger_pk
+                )
+            )
+        for pk in waiting:
             self._submit(pk)
 
     def _submit(self, command_pk: int) -> bool:
@@ -89,6 +94,12 @@ class CommandSender:
         self._known.add(command_pk)
         heapq.heappush(self._waiting, command_pk)
         self._wake.set()
+        if self._task is None:
+            # Started with the first command: most connections never get one, and an idle
+            # task per socket is memory for nothing.
+            self._task = asyncio.get_running_loop().create_task(
+                self._run(), name=f"commands:{self.consumer.charger_identity}"
+            )
         return True
 
     async def received(self, *command_pks: int) -> None:
@@ -136,12 +147,21 @@ class CommandSender:
             self.claiming = None
         if claim is None:
             return
+        async with self.gate:
+            await self._fly(command_pk, message_id, claim)
+
+    async def _fly(self, command_pk: int, message_id: str, claim: command_services.Claim) -> None:
         dispatcher = self.consumer.dispatcher
         flight = Flight(command_pk, message_id, claim.action, claim.payload)
         self.flight = flight
         try:
             dispatcher.pending[message_id] = claim.action
-            text = protocol.call(message_id, claim.action, claim.payload)
+            payload = claim.payload
+            router = getattr(self.consumer, "router", None)
+            if router is not None:
+                # Routed: a transaction may run at the charger under another upstream's id.
+                payload = router.local_command_payload(claim.action, payload)
+            text = protocol.call(message_id, claim.action, payload)
             await self.consumer.send(text_data=text)
             self.consumer._journal(
                 Frame.Direction.OUT, protocol.CALL, message_id, claim.action, text

@@ -24,6 +24,7 @@ from django.db import transaction
 from django.utils import timezone
 
 from cpms.models import ApiToken
+from routing.selectors import controlling_upstream
 
 from . import devicemodel, events, protocol
 from .commands import (
@@ -89,6 +90,18 @@ class ChargerOffline(CommandRefused):
         self.identity = identity
 
 
+class ControlledElsewhere(CommandRefused):
+    """Another CSMS is the charger's primary upstream; only it sends the charger commands."""
+
+    def __init__(self, identity: str, upstream: str):
+        super().__init__(
+            f"{identity} is controlled by the upstream CSMS {upstream!r}; this system only "
+            "observes it, so commands go through that CSMS."
+        )
+        self.identity = identity
+        self.upstream = upstream
+
+
 def layer_spans_processes() -> bool:
     """Whether the channel layer reaches consumers in other processes (Redis) or only this one."""
     backend = str(settings.CHANNEL_LAYERS["default"]["BACKEND"])
@@ -115,7 +128,7 @@ def _event_data(command: Command) -> dict[str, Any]:
 
 def _publish(command: Command, charger: Charger | Holder, *, deliver_to: str = "") -> None:
     """After commit: tell dashboards, and (``deliver_to``) the consumer holding the socket."""
-    event = {
+    event: dict[str, Any] = {
         "type": "cpms.event",
         "kind": EVENT_KIND,
         "charger": charger.identity,
@@ -132,7 +145,13 @@ def _publish(command: Command, charger: Charger | Holder, *, deliver_to: str = "
         if deliver_to:
             await layer.send(deliver_to, {"type": COMMAND_MESSAGE, "command": pk})
 
-    events.send_after_commit(send)
+    events.send_after_commit(send, charger=charger.identity)
+    organization_pk, identity, data = charger.organization_id, charger.identity, event["data"]
+    transaction.on_commit(
+        lambda: events.notify(
+            EVENT_KIND, organization_pk=organization_pk, charger=identity, data=data
+        )
+    )
 
 
 def _deliver(charger: Charger, pks: Iterable[int]) -> None:
@@ -146,7 +165,7 @@ def _deliver(charger: Charger, pks: Iterable[int]) -> None:
         for pk in pks:
             await layer.send(channel, {"type": COMMAND_MESSAGE, "command": pk})
 
-    events.send_after_commit(send)
+    events.send_after_commit(send, charger=charger.identity)
 
 
 # --- Create and retry ------------------------------------------------------------------------------
@@ -206,6 +225,11 @@ def command_create(
     )
     if current is None:
         raise CommandRefused("The charger no longer exists.")
+    controller = controlling_upstream(
+        charger_pk=charger.pk, organization_pk=current["organization_id"]
+    )
+    if controller is not None:
+        raise ControlledElsewhere(current["identity"], controller)
     version = current["ocpp_version"]
     if not version:
         raise CommandRefused(

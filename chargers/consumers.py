@@ -19,12 +19,13 @@ from channels.generic.websocket import AsyncWebsocketConsumer
 from django.conf import settings
 
 from cpms import metrics
+from routing import gateway as routing_gateway
 
-from . import dbpool, events, ocpp16, ocpp21, ocpp201, protocol, services
+from . import dbpool, events, groupcommit, ocpp16, ocpp21, ocpp201, protocol, services
 from .batching import FrameRow, get_writer
 from .command_sender import CommandSender
 from .dbpool import database_sync_to_async
-from .dispatch import Dispatcher
+from .dispatch import Dispatcher, Outcome
 from .models import Frame
 from .normalize import utc_now
 
@@ -100,6 +101,10 @@ class OcppConsumer(AsyncWebsocketConsumer):
     commands: CommandSender | None = None
     # Whether this socket is counted in the connected-chargers gauge.
     counted_connected: bool = False
+    # The charger's upstreams when its route is more than ``local`` alone (routing.gateway).
+    router: routing_gateway.Router | None = None
+    subprotocol_name: str = ""
+    charger_password: str | None = None
 
     async def dispatch(self, message: dict[str, Any]) -> None:
         # Channels hops to its shared database thread before every message to close old
@@ -136,11 +141,13 @@ class OcppConsumer(AsyncWebsocketConsumer):
                 await self.close()
                 return
         try:
-            self.connection = await database_sync_to_async(services.charger_connect)(
-                identity=self.charger_identity,
-                password=password,
-                ocpp_version=version,
-                channel_name=self.channel_name,
+            # The password check on the charger's database thread; marking it connected in a
+            # group commit with the other chargers arriving meanwhile.
+            login, route = await database_sync_to_async(routing_gateway.login)(
+                identity=self.charger_identity, password=password, version=version
+            )
+            self.connection = await groupcommit.arrivals().submit(
+                services.Arrival(login=login, ocpp_version=version, channel_name=self.channel_name)
             )
         except services.Refused as exc:
             logger.info("refused %s: %s", self.charger_identity, exc)
@@ -157,7 +164,11 @@ class OcppConsumer(AsyncWebsocketConsumer):
         self.counted_connected = True
         metrics.charger_connected()
         self.commands = CommandSender(self, charger_pk=self.connection.charger_pk, version=version)
-        await self.commands.start()
+        await self.commands.start(self.connection.waiting_commands)
+        self.subprotocol_name, self.charger_password = subprotocol, password
+        if not route.is_local_only:
+            self.router = routing_gateway.Router(self, route, password=password)
+            await self.router.start()
         if self.connection.previous_channel:
             # Through the event sender: after a node died, every charger that reconnects has a
             # channel there to tell, and awaiting each here held one Redis connection apiece.
@@ -180,7 +191,19 @@ class OcppConsumer(AsyncWebsocketConsumer):
             return
         received_at = utc_now()
         self.writer.add_seen(self.connection.charger_pk, received_at)
-        outcome = await self.dispatcher.handle_text(text_data)
+        if self.router is not None:
+            await self.router.from_charger(text_data, received_at)
+            return
+        await self.handle_locally(text_data, received_at)
+
+    async def handle_locally(
+        self, text_data: str, received_at: Any, *, handled_text: str | None = None
+    ) -> Outcome:
+        """The built-in CSMS handles a charger frame and answers it; ``handled_text`` is the
+        frame as the handlers must see it, when routing rewrote it (the journal keeps the
+        charger's own)."""
+        assert self.dispatcher is not None
+        outcome = await self.dispatcher.handle_text(handled_text or text_data)
         self._journal(
             Frame.Direction.IN,
             outcome.kind,
@@ -200,6 +223,7 @@ class OcppConsumer(AsyncWebsocketConsumer):
             )
         if outcome.answer is not None and self.commands is not None:
             await self.commands.answered(outcome.message_id, outcome.answer)
+        return outcome
 
     def _journal(
         self, direction: str, kind: int, message_id: str, action: str, raw: str, at: Any = None
@@ -223,6 +247,11 @@ class OcppConsumer(AsyncWebsocketConsumer):
         if self.commands is not None and isinstance(message.get("command"), int):
             await self.commands.received(message["command"])
 
+    async def routing_changed(self, message: dict[str, Any]) -> None:
+        """Routes changed (``routing.redial``): follow this charger's new route."""
+        if self.connection is not None:
+            await routing_gateway.reroute(self)
+
     async def chargers_replaced(self, message: dict[str, Any]) -> None:
         logger.info("%s reconnected elsewhere; closing the old socket", self.charger_identity)
         await self.close(code=CLOSE_REPLACED)
@@ -233,6 +262,9 @@ class OcppConsumer(AsyncWebsocketConsumer):
             metrics.charger_disconnected()
         if self.connection is None:
             return
+        if self.router is not None:
+            router, self.router = self.router, None
+            await router.close()
         if self.commands is not None:
             await self.commands.close()
         await database_sync_to_async(services.charger_disconnect)(

@@ -2,7 +2,7 @@
 
 Channels' ``database_sync_to_async`` runs every call of every consumer on one shared thread, so a
 busy gateway queues all its database work behind one connection. Here each charger's calls go to
-one of ``CPMS_DB_THREADS`` single-thread executors, chosen by its identity: calls of one charger
+one of ``CPMS_DB_THREADS`` threads (lanes), chosen by its identity: calls of one charger
 run one after the other in the order they were made (the consumer, its command sender and its
 handlers alike), while different chargers' calls run side by side on their own connections. Work
 that belongs to no charger, such as the batch writer's flushes, runs on a thread of its own, and
@@ -19,17 +19,18 @@ gets one thread for everything: it serializes writes anyway.
 
 from __future__ import annotations
 
+import asyncio
+import concurrent.futures
+import contextlib
+import queue
 import threading
 import time
 import zlib
 from collections.abc import Awaitable, Callable, Iterator
-from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
 from contextvars import ContextVar
-from functools import partial
 from typing import Any, ParamSpec, TypeVar
 
-from asgiref.sync import SyncToAsync
 from channels.db import database_sync_to_async as shared_thread_sync_to_async
 from django.conf import settings
 from django.db import connections
@@ -44,48 +45,98 @@ HEALTH_CHECK_INTERVAL = 1.0
 _charger: ContextVar[str | None] = ContextVar("cpms_db_charger", default=None)
 
 
+class Lane:
+    """One thread that runs the calls handed to it one at a time, in the order they came.
+
+    Lighter than an executor behind ``sync_to_async``: a call costs a queue put, and its
+    answer one ``call_soon_threadsafe``. A call runs to its end even if its caller stops
+    waiting (its socket closed).
+    """
+
+    def __init__(self, name: str) -> None:
+        self.name = name
+        self._calls: queue.SimpleQueue[tuple[Any, ...] | None] = queue.SimpleQueue()
+        self._thread = threading.Thread(target=self._run, name=name, daemon=True)
+        self._thread.start()
+
+    def call(self, function: Callable[..., R], *args: Any, **kwargs: Any) -> asyncio.Future[R]:
+        """Run ``function(*args, **kwargs)`` on this lane; its result, to await."""
+        loop = asyncio.get_running_loop()
+        future: asyncio.Future[R] = loop.create_future()
+        self._calls.put((loop, future, function, args, kwargs))
+        return future
+
+    def call_and_wait(self, function: Callable[[], R]) -> R:
+        """Run ``function()`` on this lane from any thread, and wait for it."""
+        done: concurrent.futures.Future[R] = concurrent.futures.Future()
+        self._calls.put((None, done, function, (), {}))
+        return done.result()
+
+    def stop(self) -> None:
+        self._calls.put(None)
+        self._thread.join()
+
+    def _run(self) -> None:
+        while (item := self._calls.get()) is not None:
+            loop, future, function, args, kwargs = item
+            try:
+                result = function(*args, **kwargs)
+            except BaseException as exc:  # handed to the caller, as an executor does
+                _answer(loop, future, None, exc)
+            else:
+                _answer(loop, future, result, None)
+
+
+def _answer(loop: Any, future: Any, result: Any, error: BaseException | None) -> None:
+    if loop is None:  # a caller waiting in a thread (call_and_wait)
+        if error is None:
+            future.set_result(result)
+        else:
+            future.set_exception(error)
+        return
+    with contextlib.suppress(RuntimeError):  # the loop closed meanwhile: nobody waits
+        loop.call_soon_threadsafe(_settle, future, result, error)
+
+
+def _settle(future: asyncio.Future[Any], result: Any, error: BaseException | None) -> None:
+    if future.done():  # the caller stopped waiting
+        return
+    if error is None:
+        future.set_result(result)
+    else:
+        future.set_exception(error)
+
+
 class DatabasePool:
-    """``threads`` single-thread executors for chargers, plus one for work of no charger."""
+    """``threads`` lanes for chargers, one for work of no charger and one for group commits."""
 
     def __init__(self, threads: int) -> None:
         if threads < 1:
             raise ValueError("a database pool needs at least one thread")
-        self.shards = [
-            ThreadPoolExecutor(max_workers=1, thread_name_prefix=f"cpms-db-{index}")
-            for index in range(threads)
-        ]
+        self.shards = [Lane(f"cpms-db-{index}") for index in range(threads)]
         # With one thread (SQLite), everything shares it.
-        self.background = (
-            self.shards[0]
-            if threads == 1
-            else ThreadPoolExecutor(max_workers=1, thread_name_prefix="cpms-db-background")
-        )
+        self.background = self.shards[0] if threads == 1 else Lane("cpms-db-background")
         # Group commits of every charger's writes (chargers.groupcommit).
-        self.commits = (
-            self.shards[0]
-            if threads == 1
-            else ThreadPoolExecutor(max_workers=1, thread_name_prefix="cpms-db-commit")
-        )
+        self.commits = self.shards[0] if threads == 1 else Lane("cpms-db-commit")
         self._health = threading.local()
 
-    def executor_for(self, charger: str | None) -> ThreadPoolExecutor:
+    def lane_for(self, charger: str | None) -> Lane:
         if charger is None:
             return self.background
         # crc32, not hash(): the same charger maps to the same thread in every process.
         return self.shards[zlib.crc32(charger.encode("utf-8", "surrogatepass")) % len(self.shards)]
 
     def wrap(
-        self,
-        function: Callable[P, R],
-        charger: str | None,
-        executor: ThreadPoolExecutor | None = None,
+        self, function: Callable[P, R], charger: str | None, lane: Lane | None = None
     ) -> Callable[P, Awaitable[R]]:
-        """``function`` as an awaitable that runs on the charger's thread (or on ``executor``)."""
-        return SyncToAsync(  # type: ignore[return-value]
-            partial(self._call, function),
-            thread_sensitive=False,
-            executor=executor or self.executor_for(charger),
-        )
+        """``function`` as an awaitable that runs on the charger's thread (or on ``lane``)."""
+        target = lane or self.lane_for(charger)
+        call = self._call
+
+        async def run(*args: P.args, **kwargs: P.kwargs) -> R:
+            return await target.call(call, function, *args, **kwargs)
+
+        return run
 
     def _call(self, function: Callable[..., R], *args: Any, **kwargs: Any) -> R:
         self._connections_prepare()
@@ -117,10 +168,9 @@ class DatabasePool:
 
     def close(self) -> None:
         """Close every thread's connections and stop the threads."""
-        executors = list(dict.fromkeys([*self.shards, self.background, self.commits]))
-        for executor in executors:
-            executor.submit(connections.close_all).result()
-            executor.shutdown(wait=True)
+        for lane in dict.fromkeys([*self.shards, self.background, self.commits]):
+            lane.call_and_wait(connections.close_all)
+            lane.stop()
 
 
 _pool: DatabasePool | None = None
@@ -195,4 +245,4 @@ def commit_sync_to_async(function: Callable[P, R]) -> Callable[P, Awaitable[R]]:
     pool = _pool
     if pool is None:
         return shared_thread_sync_to_async(function)  # type: ignore[no-any-return]
-    return pool.wrap(function, None, pool.commits)
+    return pool.wrap(function, None, lane=pool.commits)

@@ -49,7 +49,9 @@ class Dispatcher:
         self.handlers = handlers
         self.version = version
         self.known_actions = known_actions
-        self.route_map = create_route_map(handlers)
+        # The handlers' methods by action, found once per handler class and shared by every
+        # connection; they are called with the connection's handler object.
+        self.route_map = class_route_map(type(handlers))  # type: ignore[arg-type]
         # Our own CALLs awaiting an answer: message id -> action.
         self.pending: dict[str, str] = {}
 
@@ -114,7 +116,7 @@ class Dispatcher:
         kwargs = snake_keys(call.payload)
         handler = handlers["_on_action"]
         try:
-            result = handler(**kwargs)
+            result = handler(self.handlers, **kwargs)
             if inspect.isawaitable(result):
                 result = await result
         except NormalizationError as exc:
@@ -140,6 +142,12 @@ class Dispatcher:
                 "InternalError", f"{call.action} could not be answered", call.message_id
             ) from None
         return protocol.call_result(call.message_id, payload)
+
+
+@functools.cache
+def class_route_map(handler_class: type) -> dict[str, dict[str, Any]]:
+    """``ocpp``'s ``create_route_map`` of a handler class: its ``@on`` functions by action."""
+    return create_route_map(handler_class)
 
 
 def snake_keys(data: Any) -> Any:

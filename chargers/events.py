@@ -7,59 +7,86 @@ pages. Messages carry primitives only; delivery is at most once, so the database
 from __future__ import annotations
 
 import asyncio
+import atexit
+import contextlib
 import logging
 import os
 import re
 import threading
+import zlib
 from collections.abc import Awaitable, Callable
 from typing import Any
 
 from asgiref.sync import async_to_sync
 from channels.layers import InMemoryChannelLayer, get_channel_layer
 from django.db import transaction
+from django.dispatch import Signal
 
 logger = logging.getLogger(__name__)
+
+# Every domain event, once its transaction has committed, for the parts of the system that act on
+# them (billing, load management, alerts, campaigns). Receivers get ``sender=kind`` and the keyword
+# arguments ``organization_pk``, ``charger`` (the charger's identity) and ``data``. Connect with no
+# ``sender`` and compare the kind: Django matches senders by identity, and two equal strings need not
+# be the same object. Receivers run in the thread that committed, so they must be cheap: record a row
+# or enqueue a Celery task, never talk to a charger or wait on the network. A receiver that raises is
+# logged and never breaks the write.
+#
+# Kinds: charger.connected, charger.disconnected, charger.booted, charger.event (firmware,
+# diagnostics, log, security event notifications: ``data`` has kind, status, request_id),
+# connector.status, session.started, session.meter, session.ended, command.updated (data: command,
+# action, state, response_status, error_code), reservation.updated (data: reservation,
+# reservation_id, state, connector, reason, session), local_list.updated (data: state, version,
+# entries).
+domain_event = Signal()
 
 _GROUP_UNSAFE = re.compile(r"[^a-zA-Z0-9_.-]")
 
 
 # The server's event loop, once it runs. Events raised in worker threads (the ORM side of a
 # consumer) are handed to it without waiting: a worker thread that blocked on the loop could never
-# finish while the loop shuts down, and the process would hang on SIGTERM. One sender task per
-# loop drains them in order, so a burst never opens more channel-layer connections than one.
+# finish while the loop shuts down, and the process would hang on SIGTERM. ``SENDERS`` sender
+# tasks per loop drain them, each its own queue: a charger's events all go through the same one
+# (chosen by its identity), so they reach every group in the order they were raised, while
+# different chargers' events go out side by side. A burst never opens more channel-layer
+# connections than there are senders, and a full queue drops (and counts) rather than grows.
 _server_loop: asyncio.AbstractEventLoop | None = None
-_outbox: asyncio.Queue[Callable[[Any], Awaitable[None]]] | None = None
+_outboxes: list[asyncio.Queue[Callable[[Any], Awaitable[None]]]] = []
+SENDERS = 8
 OUTBOX_LIMIT = 20_000
 dropped = 0
 
 
 def bind_loop(loop: asyncio.AbstractEventLoop) -> None:
-    """Route publications through a sender task on ``loop`` (called from inside the loop)."""
-    global _server_loop, _outbox
+    """Route publications through sender tasks on ``loop`` (called from inside the loop)."""
+    global _server_loop, _outboxes
     _server_loop = loop
-    _outbox = asyncio.Queue(maxsize=OUTBOX_LIMIT)
-    loop.create_task(_sender(_outbox), name="cpms-event-sender")
+    _outboxes = [asyncio.Queue(maxsize=OUTBOX_LIMIT // SENDERS) for _ in range(SENDERS)]
+    for number, outbox in enumerate(_outboxes):
+        loop.create_task(_sender(outbox), name=f"cpms-event-sender-{number}")
 
 
 async def _sender(outbox: asyncio.Queue[Callable[[Any], Awaitable[None]]]) -> None:
     while True:
         send = await outbox.get()
-        layer = get_channel_layer()
-        if layer is None:
-            continue
         try:
-            await send(layer)
+            layer = get_channel_layer()
+            if layer is not None:
+                await send(layer)
         except Exception:
             # Live updates are best effort; the database already holds the change.
             logger.exception("could not publish an event")
+        finally:
+            outbox.task_done()
 
 
-def _enqueue(send: Callable[[Any], Awaitable[None]]) -> None:
+def _enqueue(send: Callable[[Any], Awaitable[None]], key: str = "") -> None:
     global dropped
-    if _outbox is None:
+    if not _outboxes:
         return
+    outbox = _outboxes[zlib.crc32(key.encode("utf-8", "surrogatepass")) % len(_outboxes)]
     try:
-        _outbox.put_nowait(send)
+        outbox.put_nowait(send)
     except asyncio.QueueFull:
         dropped += 1
         if dropped % 1000 == 1:
@@ -68,27 +95,49 @@ def _enqueue(send: Callable[[Any], Awaitable[None]]) -> None:
 
 # A process that is no server (a management command, a Celery worker, the benchmark's command
 # sender) sends through one loop of its own that lives as long as the process: the Redis layer
-# keeps its connections per loop, and a new loop per message would open new ones every time.
-_publisher: tuple[int, asyncio.AbstractEventLoop] | None = None
+# keeps its connections per loop, and a new loop per message would open new ones every time. Its
+# sends are handed to one sender task on that loop, in order, without waiting for Redis: a caller
+# that creates a command or finishes a task goes on at once. At exit, what is still queued is sent
+# (for at most ``PUBLISH_TIMEOUT`` seconds).
+_publisher: tuple[int, asyncio.AbstractEventLoop, asyncio.Queue[Any]] | None = None
 _publisher_lock = threading.Lock()
 PUBLISH_TIMEOUT = 10.0
 
 
-def _publisher_loop() -> asyncio.AbstractEventLoop:
+def _publisher_queue() -> tuple[asyncio.AbstractEventLoop, asyncio.Queue[Any]]:
     global _publisher
     with _publisher_lock:
         # A forked worker does not inherit the thread that ran its parent's loop.
         if _publisher is None or _publisher[0] != os.getpid() or _publisher[1].is_closed():
             loop = asyncio.new_event_loop()
+            sends: asyncio.Queue[Any] = asyncio.Queue()
             threading.Thread(
                 target=loop.run_forever, name="cpms-event-publisher", daemon=True
             ).start()
-            _publisher = (os.getpid(), loop)
-        return _publisher[1]
+            loop.call_soon_threadsafe(
+                lambda: loop.create_task(_sender(sends), name="cpms-event-sender")
+            )
+            _publisher = (os.getpid(), loop, sends)
+            atexit.register(_publisher_drain)
+        return _publisher[1], _publisher[2]
 
 
-def _dispatch(send: Callable[[Any], Awaitable[None]]) -> None:
-    """Hand ``send(layer)`` to the server's sender task when there is one, else send it now."""
+def _publisher_drain() -> None:
+    """Send what is still queued before the process exits."""
+    if _publisher is None or _publisher[0] != os.getpid() or _publisher[1].is_closed():
+        return
+    loop, sends = _publisher[1], _publisher[2]
+
+    async def drained() -> None:
+        await sends.join()
+
+    with contextlib.suppress(Exception):
+        asyncio.run_coroutine_threadsafe(drained(), loop).result(PUBLISH_TIMEOUT)
+
+
+def _dispatch(send: Callable[[Any], Awaitable[None]], key: str = "") -> None:
+    """Hand ``send(layer)`` to the server's sender task when there is one, else to this process's
+    publisher (the in-memory layer, which lives in this process's loops, sends it now)."""
     loop = _server_loop
     if loop is not None and loop.is_running() and not loop.is_closed():
         try:
@@ -96,9 +145,9 @@ def _dispatch(send: Callable[[Any], Awaitable[None]]) -> None:
         except RuntimeError:
             running = None
         if running is loop:
-            _enqueue(send)
+            _enqueue(send, key)
         else:
-            loop.call_soon_threadsafe(_enqueue, send)
+            loop.call_soon_threadsafe(_enqueue, send, key)
         return
     layer = get_channel_layer()
     if layer is None:
@@ -108,11 +157,8 @@ def _dispatch(send: Callable[[Any], Awaitable[None]]) -> None:
             # Its queues belong to this process's loops; async_to_sync runs on the caller's.
             async_to_sync(send)(layer)
         else:
-
-            async def publish() -> None:
-                await send(layer)
-
-            asyncio.run_coroutine_threadsafe(publish(), _publisher_loop()).result(PUBLISH_TIMEOUT)
+            loop, sends = _publisher_queue()
+            loop.call_soon_threadsafe(sends.put_nowait, send)
     except Exception:
         logger.exception("could not publish an event")
 
@@ -134,7 +180,22 @@ def publish(kind: str, *, organization_pk: int, charger: str, data: dict[str, An
         await layer.group_send(organization_group(organization_pk), message)
         await layer.group_send(charger_group(charger), message)
 
-    transaction.on_commit(lambda: _dispatch(send))
+    def committed() -> None:
+        _dispatch(send, charger)
+        notify(kind, organization_pk=organization_pk, charger=charger, data=data)
+
+    transaction.on_commit(committed)
+
+
+def notify(kind: str, *, organization_pk: int, charger: str, data: dict[str, Any]) -> None:
+    """Tell the domain-event receivers now (``publish`` calls it after commit)."""
+    if not domain_event.receivers:
+        return
+    for receiver, result in domain_event.send_robust(
+        sender=kind, organization_pk=organization_pk, charger=charger, data=data
+    ):
+        if isinstance(result, Exception):
+            logger.error("a receiver of %s failed: %r", kind, receiver, exc_info=result)
 
 
 def send_soon(send: Callable[[Any], Awaitable[None]]) -> None:
@@ -143,10 +204,11 @@ def send_soon(send: Callable[[Any], Awaitable[None]]) -> None:
     _dispatch(send)
 
 
-def send_after_commit(send: Callable[[Any], Awaitable[None]]) -> None:
+def send_after_commit(send: Callable[[Any], Awaitable[None]], *, charger: str = "") -> None:
     """Run ``send(layer)`` once the transaction commits, the way events are sent: for messages
-    beside the events, such as a command for the consumer holding a charger's socket."""
-    transaction.on_commit(lambda: _dispatch(send))
+    beside the events, such as a command for the consumer holding a charger's socket. Given the
+    charger, it goes out in order with that charger's events."""
+    transaction.on_commit(lambda: _dispatch(send, charger))
 
 
 def publish_to_chargers(kind: str, *, items: list[tuple[str, dict[str, Any]]]) -> None:

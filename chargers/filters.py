@@ -4,9 +4,11 @@ these only narrow it."""
 from __future__ import annotations
 
 import django_filters as filters
+from django.db.models import Q, QuerySet
 
 from cpms.rest import BooleanFilter, DateTimeFilter, IdFilter, StrictFilterSet
 
+from .locallist_models import LocalListState
 from .models import (
     Charger,
     Connector,
@@ -32,16 +34,47 @@ class SiteFilter(StrictFilterSet):
         fields = ["name", "city", "country"]
 
 
+LOCAL_LIST_CHOICES = [
+    *LocalListState.choices,
+    ("out_of_sync", "Out of sync (pending, failed or too long)"),
+]
+OUT_OF_SYNC = [LocalListState.PENDING, LocalListState.FAILED, LocalListState.TOO_LONG]
+
+
+def by_local_list(queryset: QuerySet[Charger], name: str, value: str) -> QuerySet[Charger]:
+    """Chargers whose local list is in that state; "unknown" includes those never synced."""
+    if value == "out_of_sync":
+        return queryset.filter(local_list__state__in=OUT_OF_SYNC)
+    if value == LocalListState.UNKNOWN:
+        return queryset.filter(
+            Q(local_list__isnull=True) | Q(local_list__state=LocalListState.UNKNOWN)
+        )
+    return queryset.filter(local_list__state=value)
+
+
 class ChargerFilter(StrictFilterSet):
     site = IdFilter(field_name="site_id", help_text="A site id")
     connected = BooleanFilter()
     registration_status = filters.ChoiceFilter(choices=RegistrationStatus.choices)
     ocpp_version = filters.CharFilter()
     identity = filters.CharFilter(lookup_expr="icontains", help_text="Part of the identity")
+    local_list = filters.ChoiceFilter(
+        choices=LOCAL_LIST_CHOICES,
+        method=by_local_list,
+        help_text="The state of the charger's local authorization list; out_of_sync: pending, "
+        "failed or too long",
+    )
 
     class Meta:
         model = Charger
-        fields = ["site", "connected", "registration_status", "ocpp_version", "identity"]
+        fields = [
+            "site",
+            "connected",
+            "registration_status",
+            "ocpp_version",
+            "identity",
+            "local_list",
+        ]
 
 
 class ConnectorFilter(StrictFilterSet):

@@ -190,6 +190,11 @@ class IdTokenForm(forms.Form):
     allow_concurrent = forms.BooleanField(
         required=False, label="Allow more than one session at a time"
     )
+    local_list = forms.BooleanField(
+        required=False,
+        label="In chargers' local lists",
+        help_text="Chargers keep this token in their local authorization list and accept it offline",
+    )
 
     def __init__(self, *args: Any, organization_id: int, **kwargs: Any):
         super().__init__(*args, **kwargs)

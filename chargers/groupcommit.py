@@ -1,7 +1,7 @@
 """Group commit for writes that must be persisted before the charger gets its answer.
 
-Every consumer of a server's event loop hands such a write (MeterValues inside a transaction) to
-the loop's committer and waits for it. The committer writes whatever has gathered in one thread
+Every consumer of a server's event loop hands such a write (MeterValues inside a transaction, a
+charger marked connected, a BootNotification) to the loop's committer and waits for it. The committer writes whatever has gathered in one thread
 hop and one transaction, then answers each waiting consumer. Nothing waits on purpose: while one
 batch is written the next gathers, so a quiet gateway writes each message on its own and a busy
 one writes hundreds together, with a handful of statements. When a batch fails, its messages are
@@ -114,3 +114,21 @@ def meter_values() -> GroupCommit[services.MeterValuesIn, bool]:
 
 def _meter_values_many(messages: list[services.MeterValuesIn]) -> list[bool]:
     return services.session_meter_values_many(messages=messages)
+
+
+def arrivals() -> GroupCommit[services.Arrival, services.Connection]:
+    """The running loop's committer of accepted handshakes (chargers marked connected)."""
+    return committer(_arrivals_many)
+
+
+def _arrivals_many(arrivals: list[services.Arrival]) -> list[services.Connection]:
+    return services.chargers_connected_many(arrivals=arrivals)
+
+
+def boots() -> GroupCommit[services.Boot, services.BootResult]:
+    """The running loop's committer of BootNotifications."""
+    return committer(_boots_many)
+
+
+def _boots_many(boots: list[services.Boot]) -> list[services.BootResult]:
+    return services.chargers_boot_many(boots=boots)

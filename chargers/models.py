@@ -6,6 +6,7 @@ powers in W, currents in A, times tz-aware UTC.
 
 from __future__ import annotations
 
+from django.core.validators import URLValidator
 from django.db import models
 from django.utils import timezone
 
@@ -84,6 +85,8 @@ class Charger(models.Model):
     diagnostics_status_at = models.DateTimeField(null=True, blank=True)
     # 1.6 transaction ids are integers we issue; this is the last one handed out.
     last_transaction_id = models.PositiveBigIntegerField(default=0)
+    # Reservation ids are integers we issue per charger; this is the last one handed out.
+    last_reservation_id = models.PositiveIntegerField(default=0)
     quirk_profile = models.ForeignKey(
         "QuirkProfile",
         on_delete=models.SET_NULL,
@@ -203,6 +206,10 @@ class IdToken(models.Model):
     owner_email = models.EmailField(blank=True)
     allow_concurrent = models.BooleanField(
         default=False, help_text="Allow more than one session at a time with this token"
+    )
+    local_list = models.BooleanField(
+        default=False,
+        help_text="Keep this token in the local authorization list of the organization's chargers",
     )
     created_at = models.DateTimeField(auto_now_add=True)
 
@@ -794,3 +801,245 @@ class ChargerConfigurationKey(models.Model):
 
     def __str__(self) -> str:
         return f"{self.charger_id} {self.key}"
+
+
+# --- Alerts --------------------------------------------------------------------------------------
+
+
+class Alert(models.Model):
+    """Something about a charger an operator must know: raised by the rules in
+    ``chargers.alerts``, followed from open through acknowledged to resolved.
+
+    The state moves only as ``chargers.alert_rules.transition`` allows. One alert is active per
+    charger, kind and connector; a resolved one that comes back soon re-opens instead of raising
+    a new one. ``connector_id`` 0 stands for the charger itself.
+    """
+
+    class Kind(models.TextChoices):
+        OFFLINE = "offline", "Offline"
+        CONNECTOR_FAULTED = "connector_faulted", "Connector faulted"
+        CHARGER_ERROR = "charger_error", "Error code"
+        BOOT_LOOP = "boot_loop", "Boot loop"
+        SILENT_SESSION = "silent_session", "Silent session"
+        METER_BACKWARDS = "meter_backwards", "Meter going backwards"
+        PROFILE_REJECTED = "profile_rejected", "Charging profile rejected"
+        PROFILE_IGNORED = "profile_ignored", "Charging profile ignored"
+        FIRMWARE_FAILED = "firmware_failed", "Firmware update failed"
+        UPSTREAM_DOWN = "upstream_down", "Upstream down"
+        RECONCILIATION = "reconciliation", "Transaction reconciliation"
+
+    class Severity(models.TextChoices):
+        CRITICAL = "critical", "Critical"
+        MAJOR = "major", "Major"
+        MINOR = "minor", "Minor"
+        WARNING = "warning", "Warning"
+        INFO = "info", "Info"
+
+    class State(models.TextChoices):
+        OPEN = "open", "Open"
+        ACKNOWLEDGED = "acknowledged", "Acknowledged"
+        RESOLVED = "resolved", "Resolved"
+
+    organization = models.ForeignKey(Organization, on_delete=models.CASCADE, related_name="alerts")
+    charger = models.ForeignKey(Charger, on_delete=models.CASCADE, related_name="alerts")
+    connector_id = models.PositiveIntegerField(
+        default=0, help_text="The connector it concerns; 0 for the charger itself"
+    )
+    kind = models.CharField(max_length=32, choices=Kind.choices)
+    severity = models.CharField(max_length=10, choices=Severity.choices, default=Severity.MAJOR)
+    state = models.CharField(max_length=12, choices=State.choices, default=State.OPEN)
+    message = models.CharField(max_length=500, blank=True)
+    details = models.JSONField(default=dict, blank=True)
+    suppressed = models.BooleanField(
+        default=False,
+        help_text="Raised while its charger was offline: recorded, not notified",
+    )
+    suppressed_by = models.ForeignKey(
+        "self", on_delete=models.SET_NULL, null=True, blank=True, related_name="suppressed_alerts"
+    )
+    fault_at = models.DateTimeField(help_text="When the condition began")
+    raised_at = models.DateTimeField(default=timezone.now)
+    last_seen_at = models.DateTimeField(
+        default=timezone.now, help_text="When the condition was last reported"
+    )
+    acknowledged_at = models.DateTimeField(null=True, blank=True)
+    acknowledged_by = models.ForeignKey(
+        "auth.User", on_delete=models.SET_NULL, null=True, blank=True, related_name="+"
+    )
+    resolved_at = models.DateTimeField(null=True, blank=True)
+    resolved_by = models.ForeignKey(
+        "auth.User", on_delete=models.SET_NULL, null=True, blank=True, related_name="+"
+    )
+    resolution = models.CharField(
+        max_length=200, blank=True, help_text="How it ended: cleared by the charger, or a note"
+    )
+    occurrences = models.PositiveIntegerField(
+        default=1, help_text="How often the condition was reported while active"
+    )
+    reopen_count = models.PositiveIntegerField(default=0)
+    mttd_seconds = models.FloatField(
+        null=True, blank=True, help_text="Time to detect: from the fault to the alert"
+    )
+    mttr_seconds = models.FloatField(
+        null=True, blank=True, help_text="Time to resolve: from the alert to its resolution"
+    )
+    notified_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        ordering = ["-raised_at", "-id"]
+        constraints = [
+            models.UniqueConstraint(
+                fields=["charger", "kind", "connector_id"],
+                condition=models.Q(state__in=["open", "acknowledged"]),
+                name="alert_active_once",
+            )
+        ]
+        indexes = [
+            models.Index(fields=["organization", "state", "-raised_at"]),
+            models.Index(fields=["charger", "kind", "connector_id", "-resolved_at"]),
+        ]
+
+    def __str__(self) -> str:
+        where = f"#{self.connector_id}" if self.connector_id else ""
+        return f"{self.kind} on {self.charger_id}{where} ({self.state})"
+
+
+class AlertCondition(models.Model):
+    """A condition seen but not yet held for its debounce period: it becomes an alert once it
+    has, and vanishes without one if it clears first (a flap)."""
+
+    charger = models.ForeignKey(Charger, on_delete=models.CASCADE, related_name="alert_conditions")
+    connector_id = models.PositiveIntegerField(default=0)
+    kind = models.CharField(max_length=32, choices=Alert.Kind.choices)
+    severity = models.CharField(max_length=10, choices=Alert.Severity.choices)
+    message = models.CharField(max_length=500, blank=True)
+    details = models.JSONField(default=dict, blank=True)
+    since = models.DateTimeField(help_text="When the condition began")
+    due_at = models.DateTimeField(help_text="When it becomes an alert if it still holds")
+
+    class Meta:
+        ordering = ["due_at"]
+        constraints = [
+            models.UniqueConstraint(
+                fields=["charger", "kind", "connector_id"], name="alert_condition_once"
+            )
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.kind} on {self.charger_id} since {self.since:%Y-%m-%d %H:%M:%S}"
+
+
+class AlertSubscription(models.Model):
+    """A member of an organization who is told of its alerts by e-mail."""
+
+    organization = models.ForeignKey(
+        Organization, on_delete=models.CASCADE, related_name="alert_subscriptions"
+    )
+    user = models.ForeignKey("auth.User", on_delete=models.CASCADE, related_name="+")
+    min_severity = models.CharField(
+        max_length=10, choices=Alert.Severity.choices, default=Alert.Severity.MAJOR
+    )
+    kinds = models.JSONField(default=list, blank=True, help_text="Alert kinds; empty for all")
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        ordering = ["organization", "user"]
+        constraints = [
+            models.UniqueConstraint(fields=["organization", "user"], name="alert_subscription_once")
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.user} for {self.organization}"
+
+
+class WebhookEndpoint(models.Model):
+    """An HTTPS endpoint of an organization's own systems that gets its alerts, signed."""
+
+    organization = models.ForeignKey(
+        Organization, on_delete=models.CASCADE, related_name="webhook_endpoints"
+    )
+    name = models.CharField(max_length=100)
+    url = models.URLField(max_length=500, validators=[URLValidator(schemes=["http", "https"])])
+    secret = models.CharField(
+        max_length=128, help_text="Signs each body: HMAC-SHA256 over '<timestamp>.<body>'"
+    )
+    events = models.JSONField(
+        default=list, blank=True, help_text="alert.raised, alert.acknowledged, ...; empty for all"
+    )
+    min_severity = models.CharField(
+        max_length=10, choices=Alert.Severity.choices, default=Alert.Severity.INFO
+    )
+    enabled = models.BooleanField(default=True)
+    created_by = models.ForeignKey(
+        "auth.User", on_delete=models.SET_NULL, null=True, blank=True, related_name="+"
+    )
+    created_at = models.DateTimeField(auto_now_add=True)
+    updated_at = models.DateTimeField(auto_now=True)
+
+    class Meta:
+        ordering = ["organization", "name"]
+        constraints = [
+            models.UniqueConstraint(
+                fields=["organization", "name"], name="webhook_endpoint_name_once"
+            )
+        ]
+
+    def __str__(self) -> str:
+        return self.name
+
+
+class AlertDelivery(models.Model):
+    """One notification of one alert event to one webhook endpoint or e-mail address: the
+    delivery log, with each attempt's outcome."""
+
+    class Channel(models.TextChoices):
+        WEBHOOK = "webhook", "Webhook"
+        EMAIL = "email", "E-mail"
+
+    class Status(models.TextChoices):
+        PENDING = "pending", "Pending"
+        SENDING = "sending", "Sending"
+        RETRYING = "retrying", "Retrying"
+        DELIVERED = "delivered", "Delivered"
+        FAILED = "failed", "Failed"
+
+    organization = models.ForeignKey(
+        Organization, on_delete=models.CASCADE, related_name="alert_deliveries"
+    )
+    alert = models.ForeignKey(Alert, on_delete=models.CASCADE, related_name="deliveries")
+    channel = models.CharField(max_length=8, choices=Channel.choices)
+    endpoint = models.ForeignKey(
+        WebhookEndpoint,
+        on_delete=models.CASCADE,
+        null=True,
+        blank=True,
+        related_name="deliveries",
+    )
+    recipient = models.CharField(max_length=500, help_text="The URL or e-mail address")
+    event = models.CharField(max_length=32)
+    payload = models.JSONField(default=dict)
+    status = models.CharField(max_length=10, choices=Status.choices, default=Status.PENDING)
+    attempts = models.PositiveIntegerField(default=0)
+    response_code = models.PositiveIntegerField(null=True, blank=True)
+    error = models.TextField(blank=True)
+    next_attempt_at = models.DateTimeField(null=True, blank=True)
+    last_attempt_at = models.DateTimeField(null=True, blank=True)
+    delivered_at = models.DateTimeField(null=True, blank=True)
+    created_at = models.DateTimeField(default=timezone.now)
+
+    class Meta:
+        ordering = ["-created_at", "-id"]
+        indexes = [
+            models.Index(fields=["status", "next_attempt_at"]),
+            models.Index(fields=["endpoint", "-created_at"]),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.event} of alert {self.alert_id} to {self.recipient} ({self.status})"
+
+
+# Firmware campaigns and uploaded diagnostics, local lists and reservations live in modules of their
+# own.
+from .firmware_models import DiagnosticsFile, FirmwareCampaign, FirmwareTarget  # noqa: E402, F401
+from .locallist_models import LocalListSync  # noqa: E402, F401
+from .reservation_models import Reservation  # noqa: E402, F401

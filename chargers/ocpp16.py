@@ -111,8 +111,8 @@ class ChargePoint16:
             meter_type=kwargs.get("meter_type", ""),
             meter_serial_number=kwargs.get("meter_serial_number", ""),
         )
-        result = await database_sync_to_async(services.charger_boot)(
-            charger_pk=self.charger_pk, info=info
+        result = await groupcommit.boots().submit(
+            services.Boot(charger_pk=self.charger_pk, info=info)
         )
         self.registration_status = result.status
         self.context = quirks.Context(result.corrections, self.context.time_zone)

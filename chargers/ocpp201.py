@@ -16,7 +16,17 @@ from ocpp.routing import on
 from ocpp.v201 import call_result
 from ocpp.v201.enums import Action
 
-from . import datatransfer, devicemodel, normalize, normalize2x, protocol, quirks, services
+from . import (
+    datatransfer,
+    devicemodel,
+    groupcommit,
+    normalize,
+    normalize2x,
+    protocol,
+    quirks,
+    reservation_services,
+    services,
+)
 from .batching import BatchWriter, SampleRow, StatusRow
 from .dbpool import database_sync_to_async
 from .dispatch import Dispatcher
@@ -110,8 +120,8 @@ class ChargePoint201:
             imsi=modem.get("imsi", ""),
             reason=self.payload["reason"],
         )
-        result = await database_sync_to_async(services.charger_boot)(
-            charger_pk=self.charger_pk, info=info
+        result = await groupcommit.boots().submit(
+            services.Boot(charger_pk=self.charger_pk, info=info)
         )
         self.registration_status = result.status
         self.context = quirks.Context(result.corrections, self.context.time_zone)
@@ -299,7 +309,16 @@ class ChargePoint201:
         )
         if not result.duplicate:
             self._transaction_status(event, result)
-        return self.results.TransactionEvent(id_token_info=result.id_token_info)
+        total_cost = None
+        if result.ended and event.event_type == "Ended":
+            # Chargers that show cost get the final cost in the answer to Ended (billing decides).
+            from billing.record_services import session_total_cost
+
+            cost = await database_sync_to_async(session_total_cost)(session_pk=result.session_pk)
+            total_cost = float(cost) if cost is not None else None
+        return self.results.TransactionEvent(
+            id_token_info=result.id_token_info, total_cost=total_cost
+        )
 
     def _transaction_status(
         self, event: normalize2x.TransactionEventIn, result: services.TransactionEventResult
@@ -434,11 +453,12 @@ class ChargePoint201:
 
     @on(Action.reservation_status_update)
     async def on_reservation_status_update(self, **_: Any) -> Any:
-        await self._record(
-            ChargerEvent.Kind.RESERVATION,
-            status=self.payload["reservationUpdateStatus"],
-            request_id=_request_id(self.payload["reservationId"], "reservationId"),
-            detail={"reservation_id": self.payload["reservationId"]},
+        reservation_id = _request_id(self.payload["reservationId"], "reservationId")
+        assert reservation_id is not None
+        await database_sync_to_async(reservation_services.reservation_status_report)(
+            charger_pk=self.charger_pk,
+            reservation_id=reservation_id,
+            status=str(self.payload["reservationUpdateStatus"]),
         )
         return self.results.ReservationStatusUpdate()
 

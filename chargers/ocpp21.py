@@ -79,7 +79,7 @@ class Dispatcher21(Dispatcher):
             raise protocol.FrameError("SecurityError", "registration is not Accepted")
         protocol.validate(SEND, message.action, message.payload, self.version, message.message_id)
         self.handlers.prepare_call(message)
-        result = handlers["_on_action"]()
+        result = handlers["_on_action"](self.handlers)
         if hasattr(result, "__await__"):
             await result
 

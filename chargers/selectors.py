@@ -17,6 +17,7 @@ from .models import (
     Frame,
     IdToken,
     MeterSample,
+    Reservation,
     Session,
     Site,
     TransactionEventRecord,
@@ -89,6 +90,13 @@ def ev_charging_needs_for(tenant: Tenant) -> QuerySet[EVChargingNeeds]:
 def commands_for(tenant: Tenant) -> QuerySet[Command]:
     """Commands sent (or to be sent) to the tenant's chargers."""
     return Command.objects.filter(charger__in=chargers_for(tenant))
+
+
+def reservations_for(tenant: Tenant) -> QuerySet[Reservation]:
+    """Reservations of the tenant's chargers."""
+    return Reservation.objects.filter(
+        organization_id=tenant.organization_id, charger__in=chargers_for(tenant)
+    )
 
 
 def configuration_keys_for(tenant: Tenant) -> QuerySet[ChargerConfigurationKey]:

@@ -271,6 +271,7 @@ class IdTokenSerializer(ModelSerializer):
             "owner_name",
             "owner_email",
             "allow_concurrent",
+            "local_list",
             "created_at",
         ]
         read_only_fields = ["id", "created_at"]

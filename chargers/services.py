@@ -30,9 +30,11 @@ from .command_services import (  # noqa: F401 - commands are services of this ap
     command_retry,
     remote_start_link,
 )
+from .commands import WAITING
 from .models import (
     Charger,
     ChargerEvent,
+    Command,
     Connector,
     ConnectorStatusChange,
     DataTransferRecord,
@@ -49,6 +51,7 @@ from .models import (
     TransactionEventRecord,
     UnmatchedStop,
 )
+from .reservation_services import reservation_use
 
 logger = logging.getLogger(__name__)
 
@@ -136,6 +139,8 @@ class Connection:
     # The charger's quirk corrections and its site's time zone (see chargers.quirks).
     corrections: frozenset[str] = frozenset()
     time_zone: str = "UTC"
+    # Its commands waiting to be sent when it connected, oldest first.
+    waiting_commands: tuple[int, ...] = ()
 
 
 class Refused(Exception):
@@ -146,55 +151,159 @@ def charger_connect(
     *, identity: str, password: str | None, ocpp_version: str, channel_name: str
 ) -> Connection:
     """Authenticate a charger at the WebSocket handshake and mark it connected."""
+    login = charger_authenticate(identity=identity, password=password)
+    arrival = Arrival(login=login, ocpp_version=ocpp_version, channel_name=channel_name)
+    return chargers_connected_many(arrivals=[arrival])[0]
+
+
+@dataclass(frozen=True, slots=True)
+class Login:
+    """What a handshake learned about the charger whose credentials held."""
+
+    charger_pk: int
+    organization_pk: int
+    identity: str
+    registration_status: str
+    heartbeat_interval: int | None
+    channel_name: str  # the channel that held its socket before, if any
+    time_zone: str
+    corrections: frozenset[str]
+
+
+# Read as plain values, in one query: no model instances on the connect path.
+_LOGIN_FIELDS = (
+    "pk",
+    "organization_id",
+    "identity",
+    "registration_status",
+    "heartbeat_interval",
+    "channel_name",
+    "site__time_zone",
+    "quirk_profile__enabled",
+    "quirk_profile__corrections",
+    "password_hash",
+)
+
+
+def charger_authenticate(*, identity: str, password: str | None) -> Login:
+    """The charger a handshake names, if its credentials hold."""
     if any(ord(character) < 32 for character in identity):
         # No charger has control characters in its id (and PostgreSQL cannot even look for NUL).
         raise Refused(f"charger id {identity!r} has control characters")
-    charger = (
-        Charger.objects.select_related("site", "quirk_profile").filter(identity=identity).first()
-    )
-    if charger is None:
+    try:
+        row = Charger.objects.values_list(*_LOGIN_FIELDS).get(identity=identity)
+    except Charger.DoesNotExist:
         if not settings.CPMS_AUTO_REGISTER:
-            raise Refused(f"unknown charger {identity!r}")
+            raise Refused(f"unknown charger {identity!r}") from None
         charger = _charger_auto_register(identity=identity, password=password)
-    elif not charger.password_hash:
+        # Checked like any other: another socket may have registered it first, with another
+        # password.
+        row = Charger.objects.values_list(*_LOGIN_FIELDS).get(pk=charger.pk)
+    password_hash = row[-1]
+    if not password_hash:
         if not settings.CPMS_AUTO_REGISTER:
             raise Refused(f"charger {identity!r} has no password set")
         if password:
             # First use under auto-registration: the charger's own password becomes its secret.
-            charger_set_password(charger=charger, password=password)
+            Charger.objects.filter(pk=row[0]).update(
+                password_hash=passwords.hash_password(password)
+            )
     elif password is None:
         raise Refused(f"charger {identity!r} sent no password")
-    elif not passwords.verify_password(identity, password, charger.password_hash):
+    elif not passwords.verify_password(identity, password, password_hash):
         raise Refused(f"charger {identity!r} sent a wrong password")
+    return _login(row)
 
-    now = timezone.now()
-    with transaction.atomic():
-        Charger.objects.filter(pk=charger.pk).update(
-            connected=True, ocpp_version=ocpp_version, last_seen=now, channel_name=channel_name
-        )
-        ChargerEvent.objects.create(
-            charger=charger,
-            kind=ChargerEvent.Kind.CONNECTION,
-            status="Connected",
-            timestamp=now,
-            detail={"ocpp_version": ocpp_version, "channel": channel_name},
-        )
-        events.publish(
-            "charger.connected",
-            organization_pk=charger.organization_id,
-            charger=identity,
-            data={"ocpp_version": ocpp_version},
-        )
-    return Connection(
-        charger_pk=charger.pk,
-        organization_pk=charger.organization_id,
-        identity=charger.identity,
-        registration_status=charger.registration_status,
-        heartbeat_interval=charger.heartbeat_interval or settings.CPMS_HEARTBEAT_INTERVAL,
-        previous_channel=charger.channel_name if charger.channel_name != channel_name else "",
-        corrections=_profile_corrections(charger.quirk_profile),
-        time_zone=charger.site.time_zone if charger.site else "UTC",
+
+def _login(row: tuple[Any, ...]) -> Login:
+    pk, organization_pk, identity, status, interval, channel, time_zone, enabled, corrections, _ = (
+        row
     )
+    return Login(
+        charger_pk=pk,
+        organization_pk=organization_pk,
+        identity=identity,
+        registration_status=status,
+        heartbeat_interval=interval,
+        channel_name=channel,
+        time_zone=time_zone or "UTC",
+        corrections=frozenset(str(name) for name in corrections or []) if enabled else frozenset(),
+    )
+
+
+@dataclass(frozen=True, slots=True)
+class Arrival:
+    """An authenticated charger whose socket is about to be accepted."""
+
+    login: Login
+    ocpp_version: str
+    channel_name: str
+
+
+def chargers_connected_many(*, arrivals: list[Arrival]) -> list[Connection]:
+    """Mark chargers connected (one statement for the lot) and record their connections; what
+    each consumer needs to know, in order. A charger twice in the list (two sockets racing) is
+    taken as connecting twice in that order: the second replaces the first."""
+    now = timezone.now()
+    previous: list[str] = []  # the channel each arrival replaces
+    latest: dict[int, Arrival] = {}
+    for arrival in arrivals:
+        login = arrival.login
+        before = (
+            latest[login.charger_pk].channel_name
+            if login.charger_pk in latest
+            else login.channel_name
+        )
+        previous.append(before if before != arrival.channel_name else "")
+        latest[login.charger_pk] = arrival
+    with transaction.atomic():
+        bulk.rows_update(
+            Charger,
+            ["connected", "ocpp_version", "last_seen", "channel_name"],
+            [(pk, True, a.ocpp_version, now, a.channel_name) for pk, a in latest.items()],
+        )
+        ChargerEvent.objects.bulk_create(
+            [
+                ChargerEvent(
+                    charger_id=a.login.charger_pk,
+                    kind=ChargerEvent.Kind.CONNECTION,
+                    status="Connected",
+                    timestamp=now,
+                    detail={"ocpp_version": a.ocpp_version, "channel": a.channel_name},
+                )
+                for a in arrivals
+            ]
+        )
+        for a in arrivals:
+            events.publish(
+                "charger.connected",
+                organization_pk=a.login.organization_pk,
+                charger=a.login.identity,
+                data={"ocpp_version": a.ocpp_version},
+            )
+    # Their waiting commands, in the same trip: a command made from now on finds the charger
+    # connected on its new channel and is sent there.
+    waiting: dict[int, list[int]] = {}
+    for charger_pk, command_pk in (
+        Command.objects.filter(charger_id__in=list(latest), state__in=list(WAITING))
+        .order_by("id")
+        .values_list("charger_id", "pk")
+    ):
+        waiting.setdefault(charger_pk, []).append(command_pk)
+    return [
+        Connection(
+            charger_pk=a.login.charger_pk,
+            organization_pk=a.login.organization_pk,
+            identity=a.login.identity,
+            registration_status=a.login.registration_status,
+            heartbeat_interval=a.login.heartbeat_interval or settings.CPMS_HEARTBEAT_INTERVAL,
+            previous_channel=replaced,
+            corrections=a.login.corrections,
+            time_zone=a.login.time_zone,
+            waiting_commands=tuple(waiting.get(a.login.charger_pk, ())),
+        )
+        for a, replaced in zip(arrivals, previous, strict=True)
+    ]
 
 
 def _profile_corrections(profile: QuirkProfile | None) -> frozenset[str]:
@@ -283,6 +392,8 @@ class BootResult:
     corrections: frozenset[str] = frozenset()
 
 
+# What a boot writes on the charger's row; the rest of the row (connection, last transaction
+# id) is written by others meanwhile.
 _BOOT_FIELDS = [
     "vendor",
     "model",
@@ -294,57 +405,99 @@ _BOOT_FIELDS = [
     "meter_serial_number",
     "last_boot_at",
     "last_seen",
-    "quirk_profile",
+    "quirk_profile_id",
 ]
 
 
+@dataclass(frozen=True, slots=True)
+class Boot:
+    charger_pk: int
+    info: BootInfo
+
+
 def charger_boot(*, charger_pk: int, info: BootInfo) -> BootResult:
+    return chargers_boot_many(boots=[Boot(charger_pk=charger_pk, info=info)])[0]
+
+
+def chargers_boot_many(*, boots: list[Boot]) -> list[BootResult]:
+    """Record BootNotifications of many chargers in one transaction (one UPDATE for their rows);
+    each one's answer, in order."""
     now = timezone.now()
     with transaction.atomic():
-        # FOR NO KEY UPDATE: the journal's rows of this charger, being flushed, need not wait.
-        charger = Charger.objects.select_for_update(no_key=True).get(pk=charger_pk)
-        charger.vendor = info.vendor
-        charger.model = info.model
-        charger.serial_number = info.serial_number
-        charger.firmware_version = info.firmware_version
-        charger.iccid = info.iccid
-        charger.imsi = info.imsi
-        charger.meter_type = info.meter_type
-        charger.meter_serial_number = info.meter_serial_number
-        charger.last_boot_at = now
-        charger.last_seen = now
-        if not charger.quirk_profile_pinned:
-            charger.quirk_profile = quirk_profile_match(vendor=info.vendor, model=info.model)
-        # Only what a boot says: the rest of the row (connection, last transaction id) is
-        # written by others meanwhile.
-        charger.save(update_fields=_BOOT_FIELDS)
-        detail = {"vendor": info.vendor, "model": info.model, "firmware": info.firmware_version}
-        if info.reason:
-            detail["reason"] = info.reason
-        if charger.quirk_profile is not None:
-            detail["quirk_profile"] = charger.quirk_profile.name
-        ChargerEvent.objects.create(
-            charger=charger,
-            kind=ChargerEvent.Kind.BOOT,
-            status=charger.registration_status,
-            timestamp=now,
-            detail=detail,
+        pks = sorted({boot.charger_pk for boot in boots})
+        # FOR NO KEY UPDATE, in pk order: the journal's rows of a charger, being flushed, need
+        # not wait, and two batches never wait on each other in a circle.
+        chargers = {
+            charger.pk: charger
+            for charger in Charger.objects.select_for_update(no_key=True, of=("self",))
+            .select_related("quirk_profile")
+            .filter(pk__in=pks)
+            .order_by("pk")
+        }
+        missing = [pk for pk in pks if pk not in chargers]
+        if missing:
+            raise Charger.DoesNotExist(f"no charger {missing[0]}")
+        profiles: dict[tuple[str, str], QuirkProfile | None] = {}
+        records: list[ChargerEvent] = []
+        results: list[BootResult] = []
+        for boot in boots:
+            charger, info = chargers[boot.charger_pk], boot.info
+            charger.vendor = info.vendor
+            charger.model = info.model
+            charger.serial_number = info.serial_number
+            charger.firmware_version = info.firmware_version
+            charger.iccid = info.iccid
+            charger.imsi = info.imsi
+            charger.meter_type = info.meter_type
+            charger.meter_serial_number = info.meter_serial_number
+            charger.last_boot_at = now
+            charger.last_seen = now
+            if not charger.quirk_profile_pinned:
+                key = (info.vendor, info.model)
+                if key not in profiles:
+                    profiles[key] = quirk_profile_match(vendor=info.vendor, model=info.model)
+                charger.quirk_profile = profiles[key]
+            detail = {"vendor": info.vendor, "model": info.model, "firmware": info.firmware_version}
+            if info.reason:
+                detail["reason"] = info.reason
+            if charger.quirk_profile is not None:
+                detail["quirk_profile"] = charger.quirk_profile.name
+            records.append(
+                ChargerEvent(
+                    charger_id=charger.pk,
+                    kind=ChargerEvent.Kind.BOOT,
+                    status=charger.registration_status,
+                    timestamp=now,
+                    detail=detail,
+                )
+            )
+            events.publish(
+                "charger.booted",
+                organization_pk=charger.organization_id,
+                charger=charger.identity,
+                data={"status": charger.registration_status},
+            )
+            if charger.registration_status == RegistrationStatus.ACCEPTED:
+                interval = charger.heartbeat_interval or settings.CPMS_HEARTBEAT_INTERVAL
+            else:
+                interval = settings.CPMS_BOOT_RETRY_INTERVAL
+            results.append(
+                BootResult(
+                    status=charger.registration_status,
+                    interval=interval,
+                    corrections=_profile_corrections(charger.quirk_profile),
+                )
+            )
+        bulk.rows_update(
+            Charger,
+            _BOOT_FIELDS,
+            [
+                (charger.pk, *(getattr(charger, name) for name in _BOOT_FIELDS))
+                for charger in chargers.values()
+            ],
         )
-        events.publish(
-            "charger.booted",
-            organization_pk=charger.organization_id,
-            charger=charger.identity,
-            data={"status": charger.registration_status},
-        )
-    if charger.registration_status == RegistrationStatus.ACCEPTED:
-        interval = charger.heartbeat_interval or settings.CPMS_HEARTBEAT_INTERVAL
-    else:
-        interval = settings.CPMS_BOOT_RETRY_INTERVAL
-    return BootResult(
-        status=charger.registration_status,
-        interval=interval,
-        corrections=_profile_corrections(charger.quirk_profile),
-    )
+        ChargerEvent.objects.bulk_create(records)
+    return results
 
 
 # --- Authorization -------------------------------------------------------------------------------
@@ -408,6 +561,7 @@ def id_token_create(
     type: str = "ISO14443",
     owner_email: str = "",
     allow_concurrent: bool = False,
+    local_list: bool = False,
 ) -> IdToken:
     return IdToken.objects.create(
         organization=organization,
@@ -419,6 +573,7 @@ def id_token_create(
         type=type,
         owner_email=owner_email,
         allow_concurrent=allow_concurrent,
+        local_list=local_list,
     )
 
 
@@ -432,6 +587,7 @@ ID_TOKEN_EDITABLE_FIELDS = frozenset(
         "owner_name",
         "owner_email",
         "allow_concurrent",
+        "local_list",
     }
 )
 
@@ -525,6 +681,7 @@ def session_start(
                 corrections=list(request.corrections),
             )
             remote_start_link(session=session)
+            reservation_use(session=session)
             events.publish(
                 "session.started",
                 organization_pk=organization_pk,
@@ -1256,6 +1413,8 @@ def _transaction_event_apply(
     session.save()
     if event.remote_start_id is not None:
         remote_start_link(session=session)
+    if event.reservation_id is not None:
+        reservation_use(session=session)
 
     TransactionEventRecord.objects.create(
         session=session,
@@ -1488,6 +1647,18 @@ def charger_event_record(
             Charger.objects.filter(pk=charger_pk).update(
                 diagnostics_status=status, diagnostics_status_at=now
             )
+        charger = Charger.objects.only("identity", "organization_id").get(pk=charger_pk)
+        events.publish(
+            "charger.event",
+            organization_pk=charger.organization_id,
+            charger=charger.identity,
+            data={
+                "kind": kind,
+                "status": status,
+                "request_id": request_id,
+                "event_pk": event.pk,
+            },
+        )
     return event
 
 

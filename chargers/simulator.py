@@ -26,7 +26,14 @@ from typing import Any
 
 import websockets
 
-from .simulator_commands import Answers16, Answers201, ChargerState, CommandAnswers
+from .simulator_commands import (
+    PHASES,
+    VOLTS,
+    Answers16,
+    Answers201,
+    ChargerState,
+    CommandAnswers,
+)
 
 logger = logging.getLogger(__name__)
 
@@ -57,6 +64,17 @@ class FleetConfig:
     seed: int | None = None
     # "ocpp1.6", "ocpp2.0.1", "ocpp2.1", or "mixed" (1.6 and 2.0.1 chargers by turns).
     protocol: str = "ocpp1.6"
+    # The firmware version chargers report at boot.
+    firmware_version: str = "1.0.0"
+    # How a firmware update goes (see simulator_commands.FIRMWARE_UPDATES): "" reports
+    # Downloading to Installed and carries on; "install" also reboots with the new version;
+    # "download-failed" and "install-failed" fail. Each charger may be told otherwise.
+    firmware_update: str = ""
+    # Upload a small diagnostics or log file when asked to, if the location is an HTTP(S) URL.
+    upload_files: bool = False
+    # The local authorization list: entries one SendLocalList may carry, entries it holds.
+    local_list_per_message: int = 20
+    local_list_max: int = 100
 
 
 @dataclass
@@ -114,10 +132,16 @@ class SimulatedCharger(Answers16):
         self.transactions: dict[int, int] = {}
         # What the commands it gets change, and the sessions under way (by connector or EVSE).
         self.state = ChargerState(config.connectors)
+        self.state.local_list_per_message = config.local_list_per_message
+        self.state.local_list_max = config.local_list_max
         self.busy: set[int] = set()
         self.stop_events: dict[int, asyncio.Event] = {}
         self.stop_reasons: dict[int, str] = {}
+        self.wakes: dict[int, asyncio.Event] = {}
         self._follow_ups: set[asyncio.Task[None]] = set()
+        self.firmware_version = config.firmware_version
+        self.firmware_update = config.firmware_update
+        self.upload_files = config.upload_files
 
     # --- Transport -----------------------------------------------------------------------------
 
@@ -170,7 +194,7 @@ class SimulatedCharger(Answers16):
                 "chargePointVendor": self.config.vendor,
                 "chargePointModel": self.config.model,
                 "chargePointSerialNumber": f"SN-{self.identity}",
-                "firmwareVersion": "1.0.0",
+                "firmwareVersion": self.firmware_version,
             },
         )
         if self.config.heartbeat_interval is None and answer.get("interval"):
@@ -252,13 +276,27 @@ class SimulatedCharger(Answers16):
                 await self.session(connector)
 
     async def _pause(self, connector: int, seconds: float) -> bool:
-        """Wait ``seconds``; True if the session on the connector was told to stop meanwhile."""
+        """Wait ``seconds``, or less when the connector's limit changes; True if the session on
+        the connector was told to stop meanwhile."""
         stop = self.stop_events.setdefault(connector, asyncio.Event())
+        wake = self.wakes.setdefault(connector, asyncio.Event())
+        # A change that came while the session was busy (sending its readings) still counts.
+        waiters = [asyncio.ensure_future(stop.wait()), asyncio.ensure_future(wake.wait())]
         try:
-            await asyncio.wait_for(stop.wait(), timeout=seconds)
-        except TimeoutError:
-            return False
-        return True
+            await asyncio.wait(waiters, timeout=seconds, return_when=asyncio.FIRST_COMPLETED)
+        finally:
+            for waiter in waiters:
+                waiter.cancel()
+        wake.clear()
+        return stop.is_set()
+
+    def drawn_w(self, connector: int, ev_max_w: float) -> float:
+        """What the EV draws: the smaller of what it takes and what the charger's profiles
+        allow (amperes on three phases of 230 V)."""
+        limit = self.limit_a(connector)
+        if limit is None:
+            return ev_max_w
+        return max(0.0, min(ev_max_w, limit * VOLTS * PHASES))
 
     async def session(
         self,
@@ -286,28 +324,31 @@ class SimulatedCharger(Answers16):
                 await self.status(connector, "Available")
                 return
         index = connector - 1
-        started = await self.call(
-            "StartTransaction",
-            {
-                "connectorId": connector,
-                "idTag": id_tag,
-                "meterStart": self.meter_wh[index],
-                "timestamp": now_iso(),
-            },
-        )
+        start: dict[str, Any] = {
+            "connectorId": connector,
+            "idTag": id_tag,
+            "meterStart": self.meter_wh[index],
+            "timestamp": now_iso(),
+        }
+        reservation_id = self.take_reservation(connector, id_tag)
+        if reservation_id is not None:
+            start["reservationId"] = reservation_id
+        started = await self.call("StartTransaction", start)
         transaction_id = started["transactionId"]
         self.transactions[connector] = transaction_id
         self.stats.sessions_started += 1
         await self.status(connector, "Charging")
         end = time.monotonic() + self.config.session_minutes * 60 * self.rng.uniform(0.5, 1.5)
-        power_w = self.config.power_kw * 1000 * self.rng.uniform(0.6, 1.0)
+        ev_max_w = self.config.power_kw * 1000 * self.rng.uniform(0.6, 1.0)
         while time.monotonic() < end:
             step = min(self.config.meter_interval, max(0.0, end - time.monotonic()))
             started_at = time.monotonic()
+            power_w = self.drawn_w(connector, ev_max_w)
             stopped = await self._pause(connector, step)
             self.meter_wh[index] += int(power_w * (time.monotonic() - started_at) / 3600)
             if stopped:
                 break
+            power_w = self.drawn_w(connector, ev_max_w)
             await self.call("MeterValues", self.meter_values(connector, transaction_id, power_w))
         await self.status(connector, "Finishing")
         await self.call(
@@ -321,6 +362,7 @@ class SimulatedCharger(Answers16):
             },
         )
         self.transactions.pop(connector, None)
+        self._transaction_ended(connector)
         self.stats.sessions_stopped += 1
         await self.status(connector, "Available")
 
@@ -408,7 +450,7 @@ class SimulatedCharger201(Answers201, SimulatedCharger):
                     "vendorName": self.config.vendor,
                     "model": self.config.model[:20],
                     "serialNumber": f"SN-{self.identity}"[:25],
-                    "firmwareVersion": "1.0.0",
+                    "firmwareVersion": self.firmware_version,
                 },
             },
         )
@@ -461,31 +503,35 @@ class SimulatedCharger201(Answers201, SimulatedCharger):
         transaction_id = str(uuid.UUID(int=self.rng.getrandbits(128)))
         self.transaction_ids[connector] = transaction_id
         await self.status(connector, "Occupied")
-        power_w = self.config.power_kw * 1000 * self.rng.uniform(0.6, 1.0)
+        ev_max_w = self.config.power_kw * 1000 * self.rng.uniform(0.6, 1.0)
+        power_w = self.drawn_w(connector, ev_max_w)
         seq_no = 0
-        await self.call(
-            "TransactionEvent",
-            self.transaction_event(
-                "Started",
-                "Authorized" if remote_start_id is None else "RemoteStart",
-                connector,
-                seq_no,
-                power_w,
-                id_token=id_token,
-                charging_state="Charging",
-                context="Transaction.Begin",
-                remote_start_id=remote_start_id,
-            ),
+        started = self.transaction_event(
+            "Started",
+            "Authorized" if remote_start_id is None else "RemoteStart",
+            connector,
+            seq_no,
+            power_w,
+            id_token=id_token,
+            charging_state="Charging",
+            context="Transaction.Begin",
+            remote_start_id=remote_start_id,
         )
+        reservation_id = self.take_reservation(connector, id_tag)
+        if reservation_id is not None:
+            started["reservationId"] = reservation_id
+        await self.call("TransactionEvent", started)
         self.stats.sessions_started += 1
         end = time.monotonic() + self.config.session_minutes * 60 * self.rng.uniform(0.5, 1.5)
         while time.monotonic() < end:
             step = min(self.config.meter_interval, max(0.0, end - time.monotonic()))
             started_at = time.monotonic()
+            power_w = self.drawn_w(connector, ev_max_w)
             stopped = await self._pause(connector, step)
             self.meter_wh[index] += int(power_w * (time.monotonic() - started_at) / 3600)
             if stopped:
                 break
+            power_w = self.drawn_w(connector, ev_max_w)
             seq_no += 1
             await self.call(
                 "TransactionEvent",
@@ -508,6 +554,7 @@ class SimulatedCharger201(Answers201, SimulatedCharger):
             ),
         )
         self.transaction_ids.pop(connector, None)
+        self._transaction_ended(connector)
         self.stats.sessions_stopped += 1
         await self.status(connector, "Available")
 

@@ -3,7 +3,8 @@
 They answer as a charger would: Reset reboots (running sessions end, then BootNotification);
 a remote start starts a real session and a remote stop ends it; availability changes are
 reported; configuration keys (1.6) and device model variables (2.x) live in a small store;
-charging profiles are kept and a composite schedule is answered from them; diagnostics, logs and
+charging profiles are kept, a composite schedule is answered from them and sessions draw no more
+than it allows (the closed loop of load management); diagnostics, logs and
 firmware updates are accepted and followed by their status notifications; reservations and the
 local authorization list are kept. Anything else gets a NotSupported CALLERROR.
 
@@ -15,6 +16,9 @@ from __future__ import annotations
 
 import asyncio
 import json
+import time
+import urllib.request
+import uuid
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -23,6 +27,58 @@ from typing import Any
 FollowUp = Callable[[], Awaitable[None]] | None
 VOLTS = 230.0
 PHASES = 3
+
+# How a firmware update goes: the FirmwareStatusNotification statuses reported, in order.
+# "install" reboots after installing and boots with the new version; 2.x reports
+# InstallRebooting before the reboot and Installed after it.
+FIRMWARE_UPDATES: dict[str, tuple[str, ...]] = {
+    "": ("Downloading", "Downloaded", "Installing", "Installed"),
+    "install": ("Downloading", "Downloaded", "Installing", "Installed"),
+    "download-failed": ("Downloading", "DownloadFailed"),
+    "install-failed": ("Downloading", "Downloaded", "Installing", "InstallationFailed"),
+}
+_IMAGE_SUFFIXES = (".tar.gz", ".bin", ".img", ".zip", ".tgz", ".fw", ".hex", ".pkg")
+
+
+def firmware_version_of(location: str) -> str:
+    """The version a simulated charger reports after installing the image at ``location``: the
+    file name without its suffix (``https://fw.example.com/2.0.1.bin`` installs ``2.0.1``)."""
+    name = location.split("?", 1)[0].rstrip("/").rsplit("/", 1)[-1]
+    for suffix in _IMAGE_SUFFIXES:
+        if name.lower().endswith(suffix):
+            return name[: -len(suffix)][:50]
+    return name[:50]
+
+
+def upload(location: str, name: str, content: bytes, *, put: bool) -> None:
+    """Send a file to an HTTP(S) upload location, as a charger does: a multipart POST (the
+    common way of 1.6 GetDiagnostics) or a PUT of the bare file."""
+    if put:
+        request = urllib.request.Request(
+            location.rstrip("/") + "/" + name,
+            data=content,
+            method="PUT",
+            headers={"Content-Type": "application/octet-stream"},
+        )
+    else:
+        boundary = uuid.uuid4().hex
+        body = (
+            (
+                f"--{boundary}\r\n"
+                f'Content-Disposition: form-data; name="file"; filename="{name}"\r\n'
+                "Content-Type: text/plain\r\n\r\n"
+            ).encode()
+            + content
+            + f"\r\n--{boundary}--\r\n".encode()
+        )
+        request = urllib.request.Request(
+            location,
+            data=body,
+            method="POST",
+            headers={"Content-Type": f"multipart/form-data; boundary={boundary}"},
+        )
+    with urllib.request.urlopen(request, timeout=30) as response:
+        response.read()
 
 
 def composite_periods(
@@ -66,6 +122,13 @@ class Profile:
     stack_level: int
     unit: str
     periods: list[tuple[float, float]] = field(default_factory=list)
+    # When it arrived (monotonic seconds): its periods count from then.
+    received: float = field(default_factory=time.monotonic)
+
+    def limit_after(self, elapsed: float) -> float | None:
+        """The limit of the period in force ``elapsed`` seconds after it arrived."""
+        current = [limit for start, limit in sorted(self.periods) if start <= elapsed]
+        return current[-1] if current else None
 
 
 class ChargerState:
@@ -74,8 +137,14 @@ class ChargerState:
     def __init__(self, connectors: int) -> None:
         self.profiles: dict[int, Profile] = {}
         self.reservations: dict[int, int] = {}  # reservation id -> connector (EVSE)
+        # reservation id -> (id token, when it lapses): who may use it, and until when.
+        self.reservation_holders: dict[int, tuple[str, datetime]] = {}
+        self.faulted: set[int] = set()
         self.local_list_version = 0
         self.local_list: dict[str, dict[str, Any]] = {}
+        # Entries one SendLocalList may carry, and entries the list holds.
+        self.local_list_per_message = 20
+        self.local_list_max = 100
         self.unavailable: set[int] = set()
         self.connectors = connectors
 
@@ -91,10 +160,15 @@ class CommandAnswers:
     busy: set[int]
     stop_events: dict[int, asyncio.Event]
     stop_reasons: dict[int, str]
+    # Set when a connector's limit may have changed: its session reports its new draw at once.
+    wakes: dict[int, asyncio.Event]
     _follow_ups: set[asyncio.Task[None]]
 
     # What the simulated charger itself provides.
     identity: str
+    firmware_version: str
+    firmware_update: str
+    upload_files: bool
 
     async def call(self, action: str, payload: dict[str, Any]) -> dict[str, Any]:
         raise NotImplementedError
@@ -147,16 +221,122 @@ class CommandAnswers:
         except Exception:  # the connection may close mid-way; the simulator carries on
             return
 
-    def _free(self, where: int) -> bool:
+    def limit_a(self, where: int) -> float | None:
+        """The current per phase the profiles allow on a connector (EVSE) now, each profile's
+        periods counted from its arrival; None: no limit."""
+        now = time.monotonic()
+        limits = [
+            convert_limit(limit, profile.unit, "A")
+            for profile in _chosen(self.state.profiles.values(), {0, where}).values()
+            if (limit := profile.limit_after(now - profile.received)) is not None
+        ]
+        return min(limits) if limits else None
+
+    def _limits_changed(self, where: int) -> None:
+        for connector, wake in self.wakes.items():
+            if where in (0, connector):
+                wake.set()
+
+    def _transaction_ended(self, where: int) -> None:
+        """A transaction's profiles end with it."""
+        for profile_id, profile in list(self.state.profiles.items()):
+            if profile.purpose == "TxProfile" and profile.where == where:
+                del self.state.profiles[profile_id]
+
+    def _free(self, where: int, id_tag: str | None = None) -> bool:
+        """Whether a session may start on a connector (EVSE): not busy, not unavailable, and
+        not reserved, unless for ``id_tag``."""
         return (
             where not in self.busy
             and where not in self.state.unavailable
-            and where not in self.state.reservations.values()
+            and where not in self.state.faulted
+            and all(
+                held != where or self.state.reservation_holders.get(rid, ("",))[0] == id_tag
+                for rid, held in self.state.reservations.items()
+            )
         )
+
+    def _reserved_for(self, id_tag: str) -> int | None:
+        """The connector (EVSE) reserved for ``id_tag``, if any."""
+        for rid, where in self.state.reservations.items():
+            if self.state.reservation_holders.get(rid, ("",))[0] == id_tag:
+                return where
+        return None
+
+    def take_reservation(self, where: int, id_tag: str) -> int | None:
+        """A session of ``id_tag`` starts on ``where``: the reservation it uses (now gone)."""
+        for rid, held in list(self.state.reservations.items()):
+            if held == where and self.state.reservation_holders.get(rid, ("",))[0] == id_tag:
+                del self.state.reservations[rid]
+                self.state.reservation_holders.pop(rid, None)
+                return rid
+        return None
+
+    def _reserve(
+        self, reservation_id: int, where: int, id_tag: str, expiry: str
+    ) -> Callable[[], Awaitable[None]]:
+        """Hold ``where`` for ``id_tag``; the follow-up reports it Reserved and, when its time
+        passes unused, lets it lapse."""
+        expires = datetime.fromisoformat(expiry.replace("Z", "+00:00"))
+        self.state.reservations[reservation_id] = where
+        self.state.reservation_holders[reservation_id] = (id_tag, expires)
+
+        async def hold() -> None:
+            await self.status(where, "Reserved")
+            await asyncio.sleep(max(0.0, (expires - datetime.now(UTC)).total_seconds()))
+            holder = self.state.reservation_holders.get(reservation_id)
+            if holder is None or holder[1] != expires:
+                return  # used, cancelled or replaced meanwhile
+            del self.state.reservations[reservation_id]
+            del self.state.reservation_holders[reservation_id]
+            await self.reservation_lapsed(reservation_id, where)
+
+        return hold
+
+    async def reservation_lapsed(self, reservation_id: int, where: int) -> None:
+        raise NotImplementedError
 
     def _stop(self, where: int, reason: str) -> None:
         self.stop_reasons[where] = reason
         self.stop_events.setdefault(where, asyncio.Event()).set()
+
+    async def _update_firmware(
+        self, location: str, report: Callable[[str], Awaitable[Any]]
+    ) -> None:
+        """Report the update's statuses (as ``firmware_update`` says it goes); "install" reboots
+        and boots with the new version, 2.x saying InstallRebooting first and Installed after."""
+        steps = FIRMWARE_UPDATES.get(self.firmware_update, FIRMWARE_UPDATES[""])
+        if self.firmware_update != "install":
+            for status in steps:
+                await report(status)
+            return
+        two_x = self.answer_mixin is not Answers16
+        for status in steps[:-1]:
+            await report(status)
+        if not two_x:
+            await report(steps[-1])
+        else:
+            await report("InstallRebooting")
+        for where in list(self.busy):
+            self._stop(where, "Reboot" if not two_x else "ImmediateReset")
+        await self._sessions_ended()
+        self.firmware_version = firmware_version_of(location)
+        await self.boot()
+        await self.report_statuses()
+        if two_x:
+            await report(steps[-1])
+
+    async def _upload(self, location: str, name: str, *, put: bool) -> bool:
+        """Upload a small file when told to and the location is HTTP(S); True when it went (or
+        nothing was to be sent)."""
+        if not self.upload_files or not location.startswith(("http://", "https://")):
+            return True
+        content = f"Simulated {name} of {self.identity} at {_now()}\n".encode()
+        try:
+            await asyncio.to_thread(upload, location, name, content, put=put)
+        except OSError:
+            return False
+        return True
 
     async def _sessions_ended(self) -> None:
         for _ in range(600):
@@ -187,6 +367,8 @@ class Answers16(CommandAnswers):
                 "AuthorizeRemoteTxRequests": ("false", False),
                 "ConnectionTimeOut": ("60", False),
                 "LocalAuthListEnabled": ("true", False),
+                "LocalAuthListMaxLength": (str(self.state.local_list_max), True),
+                "SendLocalListMaxLength": (str(self.state.local_list_per_message), True),
                 "ChargeProfileMaxStackLevel": ("10", True),
             }
             self._configuration = store
@@ -223,14 +405,18 @@ class Answers16(CommandAnswers):
     def answer_RemoteStartTransaction(
         self, payload: dict[str, Any]
     ) -> tuple[dict[str, Any], FollowUp]:
+        id_tag = payload["idTag"]
         connector = payload.get("connectorId")
         if connector is None:
-            connector = next(
+            connector = self._reserved_for(id_tag) or next(
                 (c for c in range(1, self.config.connectors + 1) if self._free(c)), None
             )
-        if connector is None or not self._connector_ok(connector) or not self._free(connector):
+        if (
+            connector is None
+            or not self._connector_ok(connector)
+            or not self._free(connector, id_tag)
+        ):
             return {"status": "Rejected"}, None
-        id_tag = payload["idTag"]
         self.busy.add(connector)  # taken now, so that a second request is refused
 
         async def start() -> None:
@@ -340,6 +526,8 @@ class Answers16(CommandAnswers):
             return "Charging"
         if connector in self.state.unavailable:
             return "Unavailable"
+        if connector in self.state.faulted:
+            return "Faulted"
         if connector in self.state.reservations.values():
             return "Reserved"
         return "Available"
@@ -350,7 +538,12 @@ class Answers16(CommandAnswers):
         connector, profile = payload["connectorId"], payload["csChargingProfiles"]
         if connector != 0 and not self._connector_ok(connector):
             return {"status": "Rejected"}, None
-        if profile["chargingProfilePurpose"] == "TxProfile" and connector not in self.transactions:
+        # A session that is starting takes its profile before it knows its transaction id.
+        if (
+            profile["chargingProfilePurpose"] == "TxProfile"
+            and connector not in self.transactions
+            and connector not in self.busy
+        ):
             return {"status": "Rejected"}, None
         schedule = profile["chargingSchedule"]
         self.state.profiles[profile["chargingProfileId"]] = Profile(
@@ -363,6 +556,7 @@ class Answers16(CommandAnswers):
                 (p["startPeriod"], float(p["limit"])) for p in schedule["chargingSchedulePeriod"]
             ],
         )
+        self._limits_changed(connector)
         return {"status": "Accepted"}, None
 
     def answer_ClearChargingProfile(
@@ -380,6 +574,8 @@ class Answers16(CommandAnswers):
         cleared = [p.id for p in self.state.profiles.values() if matches(p)]
         for profile_id in cleared:
             del self.state.profiles[profile_id]
+        if cleared:
+            self._limits_changed(0)
         return {"status": "Accepted" if cleared else "Unknown"}, None
 
     def answer_GetCompositeSchedule(
@@ -409,48 +605,77 @@ class Answers16(CommandAnswers):
     def answer_GetDiagnostics(self, payload: dict[str, Any]) -> tuple[dict[str, Any], FollowUp]:
         name = f"diagnostics-{self.identity}.log"
 
-        async def upload() -> None:
-            for status in ("Uploading", "Uploaded"):
-                await self.call("DiagnosticsStatusNotification", {"status": status})
+        async def send_file() -> None:
+            await self.call("DiagnosticsStatusNotification", {"status": "Uploading"})
+            sent = await self._upload(payload["location"], name, put=False)
+            await self.call(
+                "DiagnosticsStatusNotification", {"status": "Uploaded" if sent else "UploadFailed"}
+            )
 
-        return {"fileName": name}, upload
+        return {"fileName": name}, send_file
 
     def answer_UpdateFirmware(self, payload: dict[str, Any]) -> tuple[dict[str, Any], FollowUp]:
+        async def report(status: str) -> None:
+            await self.call("FirmwareStatusNotification", {"status": status})
+
         async def update() -> None:
-            for status in ("Downloading", "Downloaded", "Installing", "Installed"):
-                await self.call("FirmwareStatusNotification", {"status": status})
+            await self._update_firmware(payload["location"], report)
 
         return {}, update
 
-    def answer_GetLog(self, payload: dict[str, Any]) -> tuple[dict[str, Any], FollowUp]:
+    def answer_SignedUpdateFirmware(
+        self, payload: dict[str, Any]
+    ) -> tuple[dict[str, Any], FollowUp]:
         request_id = payload["requestId"]
 
-        async def upload() -> None:
-            for status in ("Uploading", "Uploaded"):
-                await self.call(
-                    "LogStatusNotification", {"status": status, "requestId": request_id}
-                )
+        async def report(status: str) -> None:
+            await self.call(
+                "SignedFirmwareStatusNotification", {"status": status, "requestId": request_id}
+            )
 
-        return {"status": "Accepted", "filename": f"{payload['logType']}-{request_id}.log"}, upload
+        async def update() -> None:
+            await self._update_firmware(payload["firmware"]["location"], report)
+
+        return {"status": "Accepted"}, update
+
+    def answer_GetLog(self, payload: dict[str, Any]) -> tuple[dict[str, Any], FollowUp]:
+        request_id = payload["requestId"]
+        name = f"{payload['logType']}-{request_id}.log"
+
+        async def send_file() -> None:
+            await self.call(
+                "LogStatusNotification", {"status": "Uploading", "requestId": request_id}
+            )
+            sent = await self._upload(payload["log"]["remoteLocation"], name, put=True)
+            await self.call(
+                "LogStatusNotification",
+                {"status": "Uploaded" if sent else "UploadFailure", "requestId": request_id},
+            )
+
+        return {"status": "Accepted", "filename": name}, send_file
 
     # Reservations and the local list
 
     def answer_ReserveNow(self, payload: dict[str, Any]) -> tuple[dict[str, Any], FollowUp]:
-        connector = payload["connectorId"]
+        connector, reservation_id = payload["connectorId"], payload["reservationId"]
         if not self._connector_ok(connector):
             return {"status": "Rejected"}, None
+        if connector in self.state.faulted:
+            return {"status": "Faulted"}, None
         if connector in self.state.unavailable:
             return {"status": "Unavailable"}, None
-        if (
-            not self._free(connector)
-            and self.state.reservations.get(payload["reservationId"]) != connector
-        ):
+        if not self._free(connector) and self.state.reservations.get(reservation_id) != connector:
             return {"status": "Occupied"}, None
-        self.state.reservations[payload["reservationId"]] = connector
-        return {"status": "Accepted"}, lambda: self._status(connector, "Reserved")
+        hold = self._reserve(reservation_id, connector, payload["idTag"], payload["expiryDate"])
+        return {"status": "Accepted"}, hold
+
+    async def reservation_lapsed(self, reservation_id: int, where: int) -> None:
+        # A 1.6 charger reports nothing but the connector's status.
+        await self._status(where, self._shown(where))
 
     def answer_CancelReservation(self, payload: dict[str, Any]) -> tuple[dict[str, Any], FollowUp]:
         connector = self.state.reservations.pop(payload["reservationId"], None)
+        self.state.reservation_holders.pop(payload["reservationId"], None)
         if connector is None:
             return {"status": "Rejected"}, None
         return {"status": "Accepted"}, lambda: self._status(connector, self._shown(connector))
@@ -469,7 +694,17 @@ class Answers16(CommandAnswers):
 
 
 def _composite(profiles: Any, where: set[int], duration: int, unit: str) -> list[tuple[int, float]]:
-    """Per purpose the highest stack level wins; the composite is the lowest of the winners."""
+    """Per purpose the highest stack level wins; the composite is the lowest of the winners, where
+    a transaction's own profile replaces the default one."""
+    chosen = _chosen(profiles, where)
+    schedules = [
+        [(start, convert_limit(limit, p.unit, unit)) for start, limit in p.periods]
+        for p in chosen.values()
+    ]
+    return composite_periods(schedules, duration)
+
+
+def _chosen(profiles: Any, where: set[int]) -> dict[str, Profile]:
     chosen: dict[str, Profile] = {}
     for profile in profiles:
         if profile.where in where:
@@ -479,25 +714,30 @@ def _composite(profiles: Any, where: set[int], duration: int, unit: str) -> list
                 best.where,
             ):
                 chosen[profile.purpose] = profile
-    schedules = [
-        [(start, convert_limit(limit, p.unit, unit)) for start, limit in p.periods]
-        for p in chosen.values()
-    ]
-    return composite_periods(schedules, duration)
+    if "TxProfile" in chosen:
+        chosen.pop("TxDefaultProfile", None)
+    return chosen
 
 
 def _local_list(
     state: ChargerState, version: int, update: str, entries: dict[str, dict[str, Any]]
 ) -> dict[str, Any]:
+    """Apply a SendLocalList: a Full replaces the list, a Differential (whose version must be
+    higher than the list's) adds, changes and (an entry with no info) deletes; an update with more
+    entries than one message may carry, or that leaves more than the list holds, fails."""
     if update == "Differential" and version <= state.local_list_version:
         return {"status": "VersionMismatch"}
-    if update == "Full":
-        state.local_list = {}
+    if len(entries) > state.local_list_per_message:
+        return {"status": "Failed"}
+    result = {} if update == "Full" else dict(state.local_list)
     for token, info in entries.items():
         if info:
-            state.local_list[token] = info
+            result[token] = info
         else:
-            state.local_list.pop(token, None)
+            result.pop(token, None)
+    if len(result) > state.local_list_max:
+        return {"status": "Failed"}
+    state.local_list = result
     state.local_list_version = version
     return {"status": "Accepted"}
 
@@ -524,6 +764,11 @@ class Answers201(CommandAnswers):
                 ("ChargingStation", "Model"): (self.config.model, True),
                 ("ChargingStation", "VendorName"): (self.config.vendor, True),
                 ("LocalAuthListCtrlr", "Enabled"): ("true", False),
+                ("LocalAuthListCtrlr", "ItemsPerMessage"): (
+                    str(self.state.local_list_per_message),
+                    True,
+                ),
+                ("LocalAuthListCtrlr", "Entries"): ("0", True),
             }
             self._variables = store
         return store
@@ -539,6 +784,8 @@ class Answers201(CommandAnswers):
             return "Occupied"
         if evse in self.state.unavailable:
             return "Unavailable"
+        if evse in self.state.faulted:
+            return "Faulted"
         if evse in self.state.reservations.values():
             return "Reserved"
         return "Available"
@@ -567,13 +814,15 @@ class Answers201(CommandAnswers):
     def answer_RequestStartTransaction(
         self, payload: dict[str, Any]
     ) -> tuple[dict[str, Any], FollowUp]:
+        id_tag, remote_start_id = payload["idToken"]["idToken"], payload["remoteStartId"]
         evse = payload.get("evseId")
         if evse is None:
-            evse = next((e for e in range(1, self.config.connectors + 1) if self._free(e)), None)
-        if evse is None or not self._evse_ok(evse) or not self._free(evse):
+            evse = self._reserved_for(id_tag) or next(
+                (e for e in range(1, self.config.connectors + 1) if self._free(e)), None
+            )
+        if evse is None or not self._evse_ok(evse) or not self._free(evse, id_tag):
             return {"status": "Rejected"}, None
         self.busy.add(evse)
-        id_tag, remote_start_id = payload["idToken"]["idToken"], payload["remoteStartId"]
 
         async def start() -> None:
             await self.session(evse, id_tag, remote=True, remote_start_id=remote_start_id)
@@ -624,6 +873,15 @@ class Answers201(CommandAnswers):
             result: dict[str, Any] = {"component": item["component"], "variable": item["variable"]}
             if "attributeType" in item:
                 result["attributeType"] = item["attributeType"]
+            if key == ("LocalAuthListCtrlr", "Entries"):
+                # How many entries the list holds, and (MaxSet) how many it can hold.
+                store[key] = (str(len(self.state.local_list)), True)
+                if item.get("attributeType") == "MaxSet":
+                    result.update(
+                        attributeStatus="Accepted", attributeValue=str(self.state.local_list_max)
+                    )
+                    results.append(result)
+                    continue
             if key in store and item.get("attributeType", "Actual") == "Actual":
                 result.update(attributeStatus="Accepted", attributeValue=store[key][0])
             elif key in store:
@@ -723,6 +981,7 @@ class Answers201(CommandAnswers):
                 (p["startPeriod"], float(p["limit"])) for p in schedule["chargingSchedulePeriod"]
             ],
         )
+        self._limits_changed(evse)
         return {"status": "Accepted"}, None
 
     def answer_ClearChargingProfile(
@@ -742,6 +1001,8 @@ class Answers201(CommandAnswers):
         cleared = [p.id for p in self.state.profiles.values() if matches(p)]
         for profile_id in cleared:
             del self.state.profiles[profile_id]
+        if cleared:
+            self._limits_changed(0)
         return {"status": "Accepted" if cleared else "Unknown"}, None
 
     def answer_GetCompositeSchedule(
@@ -768,24 +1029,31 @@ class Answers201(CommandAnswers):
     def answer_UpdateFirmware(self, payload: dict[str, Any]) -> tuple[dict[str, Any], FollowUp]:
         request_id = payload["requestId"]
 
+        async def report(status: str) -> None:
+            await self.call(
+                "FirmwareStatusNotification", {"status": status, "requestId": request_id}
+            )
+
         async def update() -> None:
-            for status in ("Downloading", "Downloaded", "Installing", "Installed"):
-                await self.call(
-                    "FirmwareStatusNotification", {"status": status, "requestId": request_id}
-                )
+            await self._update_firmware(payload["firmware"]["location"], report)
 
         return {"status": "Accepted"}, update
 
     def answer_GetLog(self, payload: dict[str, Any]) -> tuple[dict[str, Any], FollowUp]:
         request_id = payload["requestId"]
+        name = f"{payload['logType']}-{request_id}.log"
 
-        async def upload() -> None:
-            for status in ("Uploading", "Uploaded"):
-                await self.call(
-                    "LogStatusNotification", {"status": status, "requestId": request_id}
-                )
+        async def send_file() -> None:
+            await self.call(
+                "LogStatusNotification", {"status": "Uploading", "requestId": request_id}
+            )
+            sent = await self._upload(payload["log"]["remoteLocation"], name, put=True)
+            await self.call(
+                "LogStatusNotification",
+                {"status": "Uploaded" if sent else "UploadFailure", "requestId": request_id},
+            )
 
-        return {"status": "Accepted", "filename": f"{payload['logType']}-{request_id}.log"}, upload
+        return {"status": "Accepted", "filename": name}, send_file
 
     def answer_ReserveNow(self, payload: dict[str, Any]) -> tuple[dict[str, Any], FollowUp]:
         evse = payload.get("evseId") or next(
@@ -793,15 +1061,27 @@ class Answers201(CommandAnswers):
         )
         if evse is None or not self._evse_ok(evse):
             return {"status": "Occupied" if evse is None else "Rejected"}, None
+        if evse in self.state.faulted:
+            return {"status": "Faulted"}, None
         if evse in self.state.unavailable:
             return {"status": "Unavailable"}, None
         if not self._free(evse) and self.state.reservations.get(payload["id"]) != evse:
             return {"status": "Occupied"}, None
-        self.state.reservations[payload["id"]] = evse
-        return {"status": "Accepted"}, lambda: self._status(evse, "Reserved")
+        id_tag = payload["idToken"]["idToken"]
+        return {"status": "Accepted"}, self._reserve(
+            payload["id"], evse, id_tag, payload["expiryDateTime"]
+        )
+
+    async def reservation_lapsed(self, reservation_id: int, where: int) -> None:
+        await self.call(
+            "ReservationStatusUpdate",
+            {"reservationId": reservation_id, "reservationUpdateStatus": "Expired"},
+        )
+        await self._status(where, self._shown(where))
 
     def answer_CancelReservation(self, payload: dict[str, Any]) -> tuple[dict[str, Any], FollowUp]:
         evse = self.state.reservations.pop(payload["reservationId"], None)
+        self.state.reservation_holders.pop(payload["reservationId"], None)
         if evse is None:
             return {"status": "Rejected"}, None
         return {"status": "Accepted"}, lambda: self._status(evse, self._shown(evse))

@@ -29,7 +29,16 @@ from django.views.decorators.http import require_POST
 from cpms.middleware import DashboardRequest, dashboard_view
 from cpms.models import Organization
 
-from . import command_views, dashboard, ocpp16, selectors, services
+from . import (
+    command_views,
+    dashboard,
+    firmware_views,
+    locallist_views,
+    ocpp16,
+    reservation_views,
+    selectors,
+    services,
+)
 from .forms import ChargerFilter, FrameFilter, IdTokenFilter, IdTokenForm, SessionFilter
 from .models import Charger, Frame, IdTokenStatus, Session, SessionState
 
@@ -223,6 +232,9 @@ def charger_detail(request: DashboardRequest, pk: int) -> HttpResponse:
         "time_zone": charger.site.time_zone if charger.site else "UTC",
         **_frame_log(request, charger),
         **command_views.panel_context(request, charger),
+        **firmware_views.diagnostics_context(request, charger),
+        **reservation_views.panel_context(request, charger),
+        **locallist_views.local_list_context(request, charger),
     }
     return render_page(
         request,
@@ -234,6 +246,9 @@ def charger_detail(request: DashboardRequest, pk: int) -> HttpResponse:
             "charger-active": "chargers/_active_sessions.html",
             "charger-sessions": "chargers/_charger_sessions.html",
             "charger-command-list": command_views.COMMAND_LIST,
+            "charger-diagnostics": "chargers/_charger_diagnostics.html",
+            "charger-local-list": "chargers/_charger_local_list.html",
+            "charger-local-list-state": "chargers/_charger_local_list_state.html",
         },
     )
 

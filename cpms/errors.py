@@ -16,6 +16,7 @@ from typing import Any
 
 from django.core.exceptions import PermissionDenied as DjangoPermissionDenied
 from django.core.exceptions import ValidationError as DjangoValidationError
+from django.db.models import ProtectedError, RestrictedError
 from django.http import Http404
 from rest_framework import exceptions, serializers, status
 from rest_framework.response import Response
@@ -29,6 +30,24 @@ def error_body(code: str, message: str, details: Any = None) -> dict[str, Any]:
     return {"error": {"code": code, "message": message, "details": details}}
 
 
+class InUse(exceptions.APIException):
+    """A delete refused because other records still point at the one to delete."""
+
+    status_code = status.HTTP_409_CONFLICT
+    default_code = "in_use"
+    default_detail = "It is still in use and cannot be deleted."
+
+    def __init__(self, error: ProtectedError | RestrictedError) -> None:
+        held_by = (
+            error.protected_objects
+            if isinstance(error, ProtectedError)
+            else error.restricted_objects
+        )
+        names = sorted({str(obj._meta.verbose_name_plural) for obj in held_by})
+        self.in_use_by = names
+        super().__init__(f"It is still in use by {', '.join(names)} and cannot be deleted.")
+
+
 def exception_handler(exc: Exception, context: dict[str, Any]) -> Response:
     """Turn any exception raised in an API view into the error format; nothing escapes as HTML."""
     if isinstance(exc, Http404):
@@ -37,6 +56,8 @@ def exception_handler(exc: Exception, context: dict[str, Any]) -> Response:
         exc = exceptions.PermissionDenied()
     elif isinstance(exc, DjangoValidationError):
         exc = exceptions.ValidationError(detail=as_serializer_error(exc))
+    elif isinstance(exc, ProtectedError | RestrictedError):
+        exc = InUse(exc)
 
     if not isinstance(exc, exceptions.APIException):
         view = context.get("view")
@@ -65,6 +86,8 @@ def exception_handler(exc: Exception, context: dict[str, Any]) -> Response:
         if isinstance(exc, exceptions.Throttled) and exc.wait is not None:
             headers["Retry-After"] = str(int(exc.wait))
             details = {"retry_after": int(exc.wait)}
+        elif isinstance(exc, InUse):
+            details = {"in_use_by": exc.in_use_by}
     set_rollback()
     return Response(error_body(code, message, details), status=exc.status_code, headers=headers)
 

@@ -41,6 +41,18 @@ class SlugField(_AsSent, serializers.SlugField):
     pass
 
 
+class SlugRelatedField(serializers.SlugRelatedField):  # type: ignore[type-arg]
+    """A lookup by a text field that refuses a NUL character as a field error: PostgreSQL text
+    cannot hold one, so the lookup itself would fail."""
+
+    default_error_messages = {"null_characters": "Null characters are not allowed."}
+
+    def to_internal_value(self, data: Any) -> Any:
+        if isinstance(data, str) and "\x00" in data:
+            self.fail("null_characters")
+        return super().to_internal_value(data)
+
+
 class ModelSerializer(serializers.ModelSerializer):
     serializer_field_mapping = {
         **serializers.ModelSerializer.serializer_field_mapping,

@@ -46,6 +46,29 @@ async def _run_periodic(name: str, task_name: str, every: float) -> None:
             logger.exception("periodic job %s failed", name)
 
 
+def raise_open_file_limit() -> tuple[int, int]:
+    """Raise the process's soft open-file limit to its hard limit (each charger socket is an open
+    file, and the usual soft default of 1024 stops a gateway near a thousand chargers). Returns the
+    limits before and after; the hard limit itself is the operator's (README: the open-file limit).
+    """
+    try:
+        import resource
+    except ImportError:  # not on this platform
+        return (0, 0)
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    target = hard if hard != resource.RLIM_INFINITY else max(soft, 1_048_576)
+    if soft == resource.RLIM_INFINITY or soft >= target:
+        return (soft, soft)
+    try:
+        resource.setrlimit(resource.RLIMIT_NOFILE, (target, hard))
+    except (ValueError, OSError):
+        logger.warning("could not raise the open-file limit from %d to %d", soft, target)
+        return (soft, soft)
+    if soft < 4096:
+        logger.info("open-file limit raised from %d to %d", soft, target)
+    return (soft, target)
+
+
 def close_request_connections(**kwargs: Any) -> None:
     """Close the database connections of a finished HTTP request.
 
@@ -70,6 +93,10 @@ def start_background(loop: asyncio.AbstractEventLoop) -> None:
     from chargers.batching import get_writer
 
     get_writer()
+
+    from routing.watch import watch_start
+
+    watch_start(loop)
     if settings.CELERY_TASK_ALWAYS_EAGER:
         from cpms.celery import app
 

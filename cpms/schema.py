@@ -39,6 +39,8 @@ class Schema(AutoSchema):
             codes += ["401", "403"]
         if "{" in self.path or not public:
             codes.append("404")
+        if self.method == "DELETE":
+            codes.append("409")  # other records still point at it (cpms.errors.InUse)
         if not public:
             codes.append("429")
         for code in codes:

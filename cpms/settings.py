@@ -47,6 +47,7 @@ INSTALLED_APPS = [
     "billing",
     "routing",
     "smartcharging",
+    "operations",
 ]
 
 MIDDLEWARE = [
@@ -158,9 +159,63 @@ CELERY_BEAT_SCHEDULE = {
         "schedule": timedelta(seconds=60),
         "options": {"queue": "default"},
     },
+    "routing-outbox-sweep": {
+        "task": "routing.outbox_sweep",
+        "schedule": timedelta(seconds=60),
+        "options": {"queue": "default"},
+    },
     "chargers-sweep-commands": {
         "task": "chargers.sweep_commands",
         "schedule": timedelta(seconds=10),
+        "options": {"queue": "default"},
+    },
+    # 1.6 chargers say nothing when a reservation lapses: its time ends it here.
+    "chargers-sweep-reservations": {
+        "task": "chargers.sweep_reservations",
+        "schedule": timedelta(seconds=10),
+        "options": {"queue": "default"},
+    },
+    "chargers-check-alerts": {
+        "task": "chargers.check_alerts",
+        "schedule": timedelta(seconds=env.float("CPMS_ALERT_CHECK_INTERVAL", default=15.0)),
+        "options": {"queue": "default"},
+    },
+    "smartcharging-rebalance": {
+        "task": "smartcharging.rebalance_all",
+        "schedule": timedelta(seconds=env.int("CPMS_SMART_CHARGING_INTERVAL", default=30)),
+        "options": {"queue": "default"},
+    },
+    "chargers-deliver-alert-notifications": {
+        "task": "chargers.deliver_alert_notifications",
+        "schedule": timedelta(seconds=env.float("CPMS_ALERT_DELIVERY_INTERVAL", default=5.0)),
+        "options": {"queue": "default"},
+    },
+    # Last month's invoices and statements, once the month is over (idempotent).
+    "billing-documents-due": {
+        "task": "billing.documents_due",
+        "schedule": timedelta(hours=1),
+        "options": {"queue": "default"},
+    },
+    # Sessions whose end was missed get their CDR (idempotent).
+    "billing-cdrs-missing": {
+        "task": "billing.cdrs_missing",
+        "schedule": timedelta(minutes=10),
+        "options": {"queue": "default"},
+    },
+    "chargers-firmware-campaigns": {
+        "task": "chargers.firmware_campaigns_tick",
+        "schedule": timedelta(seconds=30),
+        "options": {"queue": "default"},
+    },
+    # Local lists left pending by an update that timed out while the charger stayed connected.
+    "chargers-local-lists-retry": {
+        "task": "chargers.local_lists_retry",
+        "schedule": timedelta(seconds=60),
+        "options": {"queue": "default"},
+    },
+    "operations-reconcile": {
+        "task": "operations.reconcile",
+        "schedule": timedelta(seconds=60),
         "options": {"queue": "default"},
     },
 }
@@ -226,6 +281,12 @@ SPECTACULAR_SETTINGS = {
         "ConnectorStatusEnum": "chargers.models.ConnectorStatus",
         "IdTokenStatusEnum": "chargers.models.IdTokenStatus",
         "SessionStateEnum": "chargers.models.SessionState",
+        "TariffVersionStateEnum": "billing.models.TariffVersionState",
+        "AlertKindEnum": "chargers.models.Alert.Kind",
+        "AlertSeverityEnum": "chargers.models.Alert.Severity",
+        "AlertStateEnum": "chargers.models.Alert.State",
+        "DiagnosticsKindEnum": "chargers.models.DiagnosticsFile.Kind",
+        "DiagnosticsStateEnum": "chargers.models.DiagnosticsFile.State",
     },
 }
 # Requests per API token (or signed-in user) and period: N/s, N/min, N/hour or N/day; empty: no limit.
@@ -254,6 +315,9 @@ LOGGING = {
         "ocpp": {"level": "WARNING"},
         "daphne": {"level": "WARNING"},
         "django.channels.server": {"level": "WARNING"},
+        # PDF rendering logs every step of every document at INFO.
+        "weasyprint": {"level": "WARNING"},
+        "fontTools": {"level": "WARNING"},
     },
 }
 
@@ -270,8 +334,31 @@ CPMS_AUTO_REGISTER_ORG = env.str("CPMS_AUTO_REGISTER_ORG", default="")
 CPMS_MAX_FRAME_BYTES = env.int("CPMS_MAX_FRAME_BYTES", default=65536)
 # How long to wait for a charger's answer to a CALL we sent, in seconds.
 CPMS_CALL_TIMEOUT = env.float("CPMS_CALL_TIMEOUT", default=30.0)
+# Seconds a verified charger credential stays in the shared cache (chargers.passwords).
+CPMS_CHARGER_AUTH_CACHE_TTL = env.int("CPMS_CHARGER_AUTH_CACHE_TTL", default=7 * 24 * 3600)
 # How long a command sent with deliver_when_offline waits for its charger to connect, in seconds.
 CPMS_COMMAND_QUEUE_TTL = env.int("CPMS_COMMAND_QUEUE_TTL", default=86400)
+# The longest a reservation may last, in hours from when it is made.
+CPMS_RESERVATION_MAX_HOURS = env.float("CPMS_RESERVATION_MAX_HOURS", default=24.0)
+# Routing to upstream CPMSes: how long an upstream may take to answer a CALL (a primary that does
+# not answer in time gets the charger a CALLERROR), to open its connection, between pings, and the
+# backoff between reconnects, in seconds; copies an observer's outbox holds before dropping.
+CPMS_ROUTING_ANSWER_TIMEOUT = env.float("CPMS_ROUTING_ANSWER_TIMEOUT", default=20.0)
+CPMS_ROUTING_CONNECT_TIMEOUT = env.float("CPMS_ROUTING_CONNECT_TIMEOUT", default=10.0)
+CPMS_ROUTING_PING_INTERVAL = env.float("CPMS_ROUTING_PING_INTERVAL", default=20.0)
+CPMS_ROUTING_BACKOFF_MIN = env.float("CPMS_ROUTING_BACKOFF_MIN", default=1.0)
+CPMS_ROUTING_BACKOFF_MAX = env.float("CPMS_ROUTING_BACKOFF_MAX", default=60.0)
+CPMS_ROUTING_OUTBOX_LIMIT = env.int("CPMS_ROUTING_OUTBOX_LIMIT", default=10000)
+# How long an observer's copy waits for its transaction's id at that observer (1.6) before it is
+# dropped, counted and shown: an observer added in the middle of a transaction never gets one.
+CPMS_ROUTING_HOLD_TIMEOUT = env.float("CPMS_ROUTING_HOLD_TIMEOUT", default=300.0)
+# Observer outboxes no gateway drains (their charger is not connected): replayed by Celery once
+# their oldest copy waited this long, in seconds; copies outside transactions expire after the TTL.
+CPMS_ROUTING_REPLAY_AFTER = env.int("CPMS_ROUTING_REPLAY_AFTER", default=120)
+CPMS_ROUTING_OUTBOX_TTL = env.int("CPMS_ROUTING_OUTBOX_TTL", default=7 * 86400)
+# Secrets the upstream passwords are encrypted under at rest (routing.crypto), comma-separated:
+# the first encrypts, all decrypt (rotation). Empty: one derived from SECRET_KEY.
+CPMS_ROUTING_SECRET_KEY = env.list("CPMS_ROUTING_SECRET_KEY", default=[])
 # Embedded default only (no REDIS_URL): how often each server process looks in the database for
 # commands that other processes created for the chargers it holds, in seconds.
 CPMS_COMMAND_POLL_INTERVAL = env.float("CPMS_COMMAND_POLL_INTERVAL", default=0.25)
@@ -287,9 +374,72 @@ CPMS_DATATRANSFER_ACCEPT_VENDORS = env.list("CPMS_DATATRANSFER_ACCEPT_VENDORS", 
 CPMS_DATATRANSFER_HANDLER_MODULES = env.list("CPMS_DATATRANSFER_HANDLER_MODULES", default=[])
 # A charger marked connected with no frame for this many heartbeat intervals is marked offline.
 CPMS_OFFLINE_AFTER_HEARTBEATS = env.int("CPMS_OFFLINE_AFTER_HEARTBEATS", default=3)
+# Alerts (chargers.alerts). A connected charger with no frame for this many heartbeat intervals
+# raises an offline alert; a closed socket does once it stays closed for the grace period (s).
+CPMS_ALERT_OFFLINE_HEARTBEATS = env.int("CPMS_ALERT_OFFLINE_HEARTBEATS", default=2)
+CPMS_ALERT_OFFLINE_GRACE = env.float("CPMS_ALERT_OFFLINE_GRACE", default=120.0)
+# How long a faulted connector or an error code must last before it is an alert (s).
+CPMS_ALERT_DEBOUNCE = env.float("CPMS_ALERT_DEBOUNCE", default=60.0)
+# A resolved alert whose condition comes back within this window re-opens (s).
+CPMS_ALERT_REOPEN_WINDOW = env.float("CPMS_ALERT_REOPEN_WINDOW", default=900.0)
+# This many boots within the window (s) is a boot loop.
+CPMS_ALERT_BOOT_LOOP_COUNT = env.int("CPMS_ALERT_BOOT_LOOP_COUNT", default=3)
+CPMS_ALERT_BOOT_LOOP_WINDOW = env.float("CPMS_ALERT_BOOT_LOOP_WINDOW", default=600.0)
+# A charging session with no meter values for this long is silent (s).
+CPMS_ALERT_SILENT_SESSION = env.float("CPMS_ALERT_SILENT_SESSION", default=900.0)
+# Alert notifications: attempts per webhook or e-mail delivery, the first retry's delay (s,
+# doubling after each failure) and a webhook request's timeout (s).
+CPMS_WEBHOOK_MAX_ATTEMPTS = env.int("CPMS_WEBHOOK_MAX_ATTEMPTS", default=6)
+CPMS_WEBHOOK_RETRY_BASE = env.float("CPMS_WEBHOOK_RETRY_BASE", default=30.0)
+CPMS_WEBHOOK_TIMEOUT = env.float("CPMS_WEBHOOK_TIMEOUT", default=10.0)
+# Sender of alert e-mails; the e-mail backend comes from EMAIL_URL (smtp://user:pass@host:587,
+# consolemail:// prints them to the log).
+CPMS_ALERT_EMAIL_FROM = env.str("CPMS_ALERT_EMAIL_FROM", default="cpms-alerts@localhost")
+_email = env.email_url("EMAIL_URL", default="consolemail://")
+EMAIL_BACKEND = _email["EMAIL_BACKEND"]
+EMAIL_HOST = _email.get("EMAIL_HOST") or "localhost"
+EMAIL_PORT = _email.get("EMAIL_PORT") or 25
+EMAIL_HOST_USER = _email.get("EMAIL_HOST_USER") or ""
+EMAIL_HOST_PASSWORD = _email.get("EMAIL_HOST_PASSWORD") or ""
+EMAIL_USE_TLS = bool(_email.get("EMAIL_USE_TLS"))
+EMAIL_USE_SSL = bool(_email.get("EMAIL_USE_SSL"))
 # Map tiles of the dashboard's site maps, a Leaflet URL template such as
 # https://tile.openstreetmap.org/{z}/{x}/{y}.png; empty shows the markers on a blank map and
 # makes no request to any outside service.
 CPMS_MAP_TILE_URL = env.str("CPMS_MAP_TILE_URL", default="")
 # Attribution shown with the tiles (HTML allowed), as the tile provider requires.
 CPMS_MAP_ATTRIBUTION = env.str("CPMS_MAP_ATTRIBUTION", default="")
+# Currency (ISO 4217) of sites that have no billing settings of their own.
+CPMS_DEFAULT_CURRENCY = env.str("CPMS_DEFAULT_CURRENCY", default="EUR")
+# Load management: a raised limit is sent only when it moves by more than this many amperes (a
+# lowered one always), and at most once per charger session every MIN_INTERVAL seconds; the
+# periodic rebalance runs every INTERVAL seconds (CPMS_SMART_CHARGING_INTERVAL, in the beat
+# schedule above). A charger drawing more than its limit plus TOLERANCE amperes, COMPLIANCE_DELAY
+# seconds after it was sent, is recorded as ignoring its profile.
+CPMS_SMART_CHARGING_THRESHOLD_A = env.float("CPMS_SMART_CHARGING_THRESHOLD_A", default=1.0)
+CPMS_SMART_CHARGING_MIN_INTERVAL = env.float("CPMS_SMART_CHARGING_MIN_INTERVAL", default=10.0)
+CPMS_SMART_CHARGING_TOLERANCE_A = env.float("CPMS_SMART_CHARGING_TOLERANCE_A", default=2.0)
+CPMS_SMART_CHARGING_COMPLIANCE_DELAY = env.float(
+    "CPMS_SMART_CHARGING_COMPLIANCE_DELAY", default=60.0
+)
+# Chargers that show cost get a session's running cost at most once per this many seconds.
+CPMS_RUNNING_COST_INTERVAL = env.int("CPMS_RUNNING_COST_INTERVAL", default=30)
+# Seconds after which a charger that hears nothing more falls back from its limits to its safe
+# share of the site; profiles are refreshed after half of it.
+CPMS_SMART_CHARGING_FAILSAFE_AFTER = env.int("CPMS_SMART_CHARGING_FAILSAFE_AFTER", default=900)
+
+# --- Firmware campaigns and diagnostics uploads ---------------------------------------------------
+# Uploaded diagnostics and log files (Django's default storage); share it between nodes.
+MEDIA_ROOT = env.path("CPMS_MEDIA_ROOT", default=VAR_DIR / "media")
+MEDIA_URL = "/media/"  # never served as such: operators download through the dashboard and API
+# The largest diagnostics or log file a charger may upload, in bytes.
+CPMS_UPLOAD_MAX_BYTES = env.int("CPMS_UPLOAD_MAX_BYTES", default=100 * 1024 * 1024)
+# How long a charger's upload URL stays valid, in seconds.
+CPMS_UPLOAD_TTL = env.int("CPMS_UPLOAD_TTL", default=86400)
+# The address chargers reach this CPMS at for uploads (e.g. https://cpms.example.com); empty: the
+# address of the request that asked for the file.
+CPMS_UPLOAD_BASE_URL = env.str("CPMS_UPLOAD_BASE_URL", default="")
+# Transaction reconciliation: how long a doubt (a session open on an Available connector, a reboot
+# without a stop, a stop for an unknown transaction) must last before the charger is asked, and
+# how long a triggered status may take to arrive.
+CPMS_RECONCILIATION_GRACE = env.int("CPMS_RECONCILIATION_GRACE", default=120)

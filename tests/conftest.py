@@ -11,7 +11,7 @@ import socket
 import subprocess
 import sys
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -47,7 +47,12 @@ def database_url_for_test_db() -> str:
 class ServerProcess:
     """``daphne cpms.asgi:application`` on a free port, pointed at the test database."""
 
-    def __init__(self, extra_env: dict[str, str] | None = None):
+    def __init__(
+        self,
+        extra_env: dict[str, str] | None = None,
+        *,
+        preexec_fn: Callable[[], None] | None = None,
+    ):
         self.port = free_port()
         self.log_path = ROOT / "var" / f"server-{self.port}.log"
         env = {
@@ -73,6 +78,7 @@ class ServerProcess:
             env=env,
             stdout=self._log,
             stderr=subprocess.STDOUT,
+            preexec_fn=preexec_fn,
         )
         self._wait_ready()
 
@@ -96,8 +102,13 @@ class ServerProcess:
                 time.sleep(0.1)
         raise RuntimeError(f"server did not listen within {timeout}s:\n{self.log()}")
 
-    def log(self) -> str:
-        return self.log_path.read_text(errors="replace")
+    def log(self, since: int = 0) -> str:
+        with open(self.log_path, "rb") as log:
+            log.seek(since)
+            return log.read().decode(errors="replace")
+
+    def log_size(self) -> int:
+        return self.log_path.stat().st_size
 
     def stop(self) -> None:
         if self.process.poll() is None:
@@ -132,9 +143,44 @@ def wait_until_quiet(timeout: float = 10.0) -> None:
     time.sleep(0.2)  # a few flush intervals of the server's batch writer
 
 
+# What a failing end-to-end test shows besides its traceback.
+SERVER_LOG_START = pytest.StashKey[tuple[ServerProcess, int]]()
+BROWSER_CONSOLE = pytest.StashKey[list[str]]()
+
+
+@pytest.hookimpl(wrapper=True, tryfirst=True)
+def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo[None]) -> Any:
+    report = yield
+    # A failing test that talked to the server shows what the server logged meanwhile.
+    start = item.stash.get(SERVER_LOG_START, None)
+    if start is not None and report.failed:
+        process, offset = start
+        text = process.log(offset)
+        report.sections.append(("server log", text[-20_000:] or "(nothing)"))
+    console = item.stash.get(BROWSER_CONSOLE, None)
+    if console and report.failed:
+        report.sections.append(("browser console", "\n".join(console)[-20_000:]))
+    return report
+
+
+@pytest.fixture(autouse=True)
+def _browser_console(request: pytest.FixtureRequest) -> None:
+    """A failing browser test shows what its page wrote to the console, and its errors."""
+    if "page" not in request.fixturenames:
+        return
+    page = request.getfixturevalue("page")
+    lines: list[str] = []
+    request.node.stash[BROWSER_CONSOLE] = lines
+    page.on("console", lambda message: lines.append(f"{message.type}: {message.text}"))
+    page.on("pageerror", lambda error: lines.append(f"error: {error}"))
+
+
 @pytest.fixture
-def server(transactional_db: Any, server_process: ServerProcess) -> Iterator[ServerProcess]:
+def server(
+    request: pytest.FixtureRequest, transactional_db: Any, server_process: ServerProcess
+) -> Iterator[ServerProcess]:
     """The real server, with data committed so that it sees what the test creates."""
+    request.node.stash[SERVER_LOG_START] = (server_process, server_process.log_size())
     yield server_process
     wait_until_quiet()
 

@@ -6,8 +6,16 @@
  *   data-live-charger="<identity>"         only events of this charger (optional)
  *   data-live-delay="<ms>"                 wait this long to gather a burst (default 250)
  * and are re-fetched with htmx (their hx-get, hx-trigger="live"), at most one request at a time
- * per part, so the last event is always reflected. Every event is also dispatched on document as a
- * "cpms:live" CustomEvent for charts that add points without a round trip.
+ * per part, and never while another request that will replace the part (a form posting into the
+ * section around it) is on its way, so the last event is always reflected. Every event is also
+ * dispatched on document as a "cpms:live" CustomEvent for charts that add points without a round
+ * trip.
+ *
+ * Events sent before the socket opened (between the page's render and its subscription, or while
+ * it was down) never reach the page: once it opens, every live part is fetched once. A container
+ * marked data-live-catchup (with an id) is fetched whole instead of the live parts in it, from
+ * the page's own URL with HX-Target naming it: one request for a table of live rows. A part the
+ * user is typing in waits for the next event instead, so no input is lost.
  */
 (function () {
   "use strict";
@@ -18,8 +26,12 @@
 
   var indicator = document.querySelector("[data-live-state]");
   var pending = {};
+  // The requests on their way, with the elements they will swap: a part inside one waits for
+  // it, or the older page the request rendered would land after (and over) the part's fresh one.
+  // Each is followed by its XMLHttpRequest: its completion events fire on the element that sent
+  // it, which a swap may have taken out of the document, so they need not reach this script.
+  var swapping = [];
   var attempts = 0;
-  var connectedOnce = false;
 
   function setState(state, text) {
     body.setAttribute("data-live-connection", state);
@@ -41,13 +53,20 @@
     return !charger || charger === event.charger;
   }
 
+  // A swapped element is replaced by one with the same id: what it covers is what that one does.
+  function covers(target, el) {
+    var current = (target.id && document.getElementById(target.id)) || target;
+    return target.contains(el) || current.contains(el);
+  }
+
   function fire(id) {
     var el = document.getElementById(id);
     if (!el || !el.hasAttribute("data-live")) {
       delete pending[id];
       return;
     }
-    if (el.classList.contains("htmx-request")) {
+    var covered = inFlight().some(function (target) { return covers(target, el); });
+    if (covered || el.classList.contains("htmx-request")) {
       // A refresh is on its way and may predate the event: ask again once it has landed.
       setTimeout(function () { fire(id); }, 100);
       return;
@@ -64,6 +83,59 @@
     setTimeout(function () { fire(id); }, delay);
   }
 
+  document.addEventListener("htmx:beforeRequest", function (event) {
+    if (event.detail.target && event.detail.xhr) {
+      swapping.push({ target: event.detail.target, xhr: event.detail.xhr, doneAt: 0 });
+    }
+  });
+
+  // The targets of the requests still on their way, or done so recently that their new content
+  // has not settled yet (it gets its triggers then: a "live" trigger before would be lost).
+  function inFlight() {
+    var now = Date.now();
+    swapping = swapping.filter(function (request) {
+      if (request.xhr.readyState !== XMLHttpRequest.DONE) return true;
+      if (!request.doneAt) request.doneAt = now;
+      return now - request.doneAt < htmx.config.defaultSettleDelay + 50;
+    });
+    return swapping.map(function (request) { return request.target; });
+  }
+
+  // The user is typing in the part: replacing it now would lose what they typed.
+  function editing(el) {
+    var active = document.activeElement;
+    if (active && el.contains(active) && active.matches("input, select, textarea")) {
+      return true;
+    }
+    var changed = Array.prototype.some.call(el.querySelectorAll("input, textarea"), function (input) {
+      if (input.type === "checkbox" || input.type === "radio") return input.checked !== input.defaultChecked;
+      if (input.type === "hidden") return false;
+      return input.value !== input.defaultValue;
+    });
+    return changed || Array.prototype.some.call(el.querySelectorAll("select"), function (select) {
+      var options = Array.prototype.slice.call(select.options);
+      if (select.multiple) {
+        return options.some(function (option) { return option.selected !== option.defaultSelected; });
+      }
+      var initial = 0;
+      options.forEach(function (option, index) { if (option.defaultSelected) initial = index; });
+      return options.length > 0 && select.selectedIndex !== initial;
+    });
+  }
+
+  function catchUp() {
+    var containers = Array.prototype.filter.call(
+      document.querySelectorAll("[data-live-catchup][id]"),
+      function (container) { return !editing(container); }
+    );
+    containers.forEach(function (container) {
+      htmx.ajax("GET", window.location.href, { source: container, target: "#" + container.id, swap: "outerHTML" });
+    });
+    document.querySelectorAll("[data-live]").forEach(function (el) {
+      if (!el.closest("[data-live-catchup][id]") && !editing(el)) refresh(el);
+    });
+  }
+
   function receive(event) {
     document.querySelectorAll("[data-live]").forEach(function (el) {
       if (wants(el, event)) refresh(el);
@@ -77,11 +149,7 @@
     socket.addEventListener("open", function () {
       attempts = 0;
       setState("open", "Live");
-      if (connectedOnce) {
-        // Events sent while the socket was down are lost: refresh every live part once.
-        document.querySelectorAll("[data-live]").forEach(refresh);
-      }
-      connectedOnce = true;
+      catchUp();
     });
     socket.addEventListener("message", function (message) {
       var event;

@@ -10,6 +10,8 @@ from typing import Any
 
 import pytest
 
+from chargers.firmware_models import FirmwareCampaign
+from chargers.models import Site
 from cpms.models import Role
 from tests.cpms.api_world import Tenancy, World, all_pages, build_world
 
@@ -195,6 +197,24 @@ def test_only_operators_create_and_change_sites(world: World, role: str) -> None
 def test_only_operator_admins_delete_sites(world: World, role: str) -> None:
     response = world.client(role).delete(f"/api/v1/sites/{world.acme.sites['Harbour'].pk}/")
     assert response.status_code == (204 if role == Role.OPERATOR_ADMIN else 403)
+
+
+def test_a_site_a_firmware_campaign_targets_is_not_deleted_from_under_it(world: World) -> None:
+    site = world.acme.sites["Harbour"]
+    FirmwareCampaign.objects.create(
+        organization=site.organization,
+        name="Spring update",
+        location="https://firmware.example/2.0.bin",
+        site=site,
+    )
+    response = world.client(Role.OPERATOR_ADMIN).delete(f"/api/v1/sites/{site.pk}/")
+    assert response.status_code == 409
+    assert response.json()["error"] == {
+        "code": "in_use",
+        "message": "It is still in use by firmware campaigns and cannot be deleted.",
+        "details": {"in_use_by": ["firmware campaigns"]},
+    }
+    assert Site.objects.filter(pk=site.pk).exists()
 
 
 @pytest.mark.parametrize("role", ROLES)

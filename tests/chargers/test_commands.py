@@ -138,6 +138,12 @@ def test_add_idtoken_defaults_to_accepted_without_expiry(organization):
         services.id_token_authorize(organization_pk=organization.pk, token="CARD-1").status
         == "Accepted"
     )
+    assert token.local_list is False
+
+
+def test_add_idtoken_puts_a_token_in_the_local_lists(organization):
+    run("add_idtoken", "CARD-2", "--local-list")
+    assert IdToken.objects.get(token="CARD-2").local_list is True
 
 
 @pytest.mark.parametrize(

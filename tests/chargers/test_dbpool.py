@@ -34,7 +34,7 @@ def on_different_threads(pool: dbpool.DatabasePool, count: int) -> list[str]:
     found: dict[int, str] = {}
     for number in range(1000):
         identity = f"CP-{number}"
-        found.setdefault(id(pool.executor_for(identity)), identity)
+        found.setdefault(id(pool.lane_for(identity)), identity)
         if len(found) == count:
             return list(found.values())
     raise AssertionError("the pool does not spread chargers over its threads")
@@ -200,6 +200,31 @@ def test_a_calls_charger_is_the_one_of_the_task_that_made_it(pool, monkeypatch):
         await asyncio.gather(consumer(first), consumer(second))
 
     async_to_sync(go)()
-    names: dict[str, Any] = {identity: pool.executor_for(identity) for identity in (first, second)}
     assert seen[first] != seen[second]
-    assert all(seen[identity].startswith(names[identity]._thread_name_prefix) for identity in seen)
+    assert all(seen[identity] == pool.lane_for(identity).name for identity in seen)
+
+
+def test_a_call_runs_to_its_end_when_its_caller_stops_waiting(pool):
+    release = threading.Event()
+    finished: list[str] = []
+
+    def slow() -> str:
+        release.wait(10)
+        finished.append("slow")
+        return "slow"
+
+    def after() -> str:
+        finished.append("after")
+        return "after"
+
+    async def go() -> str:
+        waiting = asyncio.ensure_future(pool.wrap(slow, "CP-1")())
+        await asyncio.sleep(0)
+        waiting.cancel()  # the socket closed while its write was running
+        release.set()
+        with pytest.raises(asyncio.CancelledError):
+            await waiting
+        return await pool.wrap(after, "CP-1")()
+
+    assert async_to_sync(go)() == "after"
+    assert finished == ["slow", "after"]

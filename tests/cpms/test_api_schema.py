@@ -108,6 +108,8 @@ def fuzz(
 
 
 @pytest.mark.e2e
+# Every operation of the API in two modes: the run grows with the API, past the default bound.
+@pytest.mark.timeout(1800)
 def test_generated_requests_never_get_a_server_error(server: ServerProcess) -> None:
     build_world()
     organization = Organization.objects.get(slug="acme")

@@ -83,6 +83,15 @@ def event(kind: str, charger: str, **data: Any) -> dict[str, Any]:
     return {"type": "cpms.event", "kind": kind, "charger": charger, "data": data}
 
 
+def booted(group: str) -> Any:
+    """A send of a charger.booted event to ``group``, for the event sender."""
+
+    async def send(layer: Any) -> None:
+        await layer.group_send(group, event("charger.booted", "DEPOT-1"))
+
+    return send
+
+
 @pytest.fixture
 def world(organization: Organization, site: Site, make_charger: Any) -> dict[str, Any]:
     harbour = Site.objects.create(organization=organization, name="Harbour")
@@ -198,9 +207,8 @@ async def test_a_charger_page_gets_its_journal_frames_and_nothing_else(
     ):
         assert connected
         await sync_to_async(flush)()
-        await get_channel_layer().group_send(
-            events.charger_group("DEPOT-1"), event("charger.booted", "DEPOT-1")
-        )
+        # Through the same sender as the frames, so that it goes out after them.
+        await sync_to_async(events.send_soon)(booted(events.charger_group("DEPOT-1")))
         message = await ws.receive_json_from(timeout=5)
         assert message["kind"] == "journal.frames"
         assert message["charger"] == "DEPOT-1"
@@ -222,9 +230,8 @@ async def test_journal_frames_never_reach_the_organizations_pages(
             statuses=[],
             samples=[],
         )
-        await get_channel_layer().group_send(
-            events.organization_group(organization.pk), event("charger.booted", "DEPOT-1")
-        )
+        # Through the same sender as the frames, so that it goes out after them.
+        await sync_to_async(events.send_soon)(booted(events.organization_group(organization.pk)))
         assert (await ws.receive_json_from(timeout=5))["kind"] == "charger.booted"
 
 

@@ -30,6 +30,7 @@ from tests.e2e.test_dashboard import (  # noqa: F401 - the browser fixtures of t
     mark_page,
     playwright,
     sign_in,
+    wait_for_held,
     wait_live,
 )
 
@@ -129,6 +130,83 @@ def test_an_operator_resets_a_charger_and_sees_its_answer_live(
         configuration = page.locator("table.configuration")
         expect(configuration).to_contain_text("HeartbeatInterval", timeout=LIVE)
         expect(configuration).to_contain_text("NumberOfConnectors")
+    assert_not_reloaded(page)
+
+
+def test_an_answer_that_lands_while_the_form_is_posting_still_shows(
+    server: ServerProcess, page: Page, organization: Organization, charger: Charger
+) -> None:
+    """The charger answers while the form's own response is still on its way: that response was
+    rendered before the answer, and must not land over the part the answer refreshed."""
+    make_user("olga", organization, Role.OPERATOR)
+    sign_in(page, "olga")
+    with simulated(server, charger) as sim:
+        answer = sim._answer
+
+        async def slow_answer(message_id: str, action: str, payload: dict[str, Any]) -> None:
+            if action == "GetConfiguration":
+                await asyncio.sleep(1)
+            await answer(message_id, action, payload)
+
+        sim._answer = slow_answer
+        open_charger(page, charger)
+
+        def hold_until_answered(route: Any) -> None:
+            response = route.fetch()  # rendered now, a second before the charger answers
+            until(
+                lambda: Command.objects.filter(action="GetConfiguration", state="answered").exists()
+            )
+            time.sleep(2)  # the answer's event has reached the page by now
+            route.fulfill(response=response)
+
+        page.route(f"**/chargers/{charger.pk}/commands/", hold_until_answered)
+        get = command_form(page, "Get configuration")
+        get.get_by_label("Keys").fill("HeartbeatInterval")
+        get.get_by_role("button", name="Get").click()
+        expect(page.get_by_role("status").filter(has_text="GetConfiguration sent")).to_be_visible()
+        expect(sent_row(page, "GetConfiguration").locator("[data-command-state]")).to_have_text(
+            "answered"
+        )
+        expect(page.locator("table.configuration")).to_contain_text("HeartbeatInterval")
+    assert_not_reloaded(page)
+
+
+def test_a_part_whose_refresh_a_form_overtook_still_follows_its_events(
+    server: ServerProcess, page: Page, organization: Organization, charger: Charger
+) -> None:
+    """The command list's refresh is on its way when a form's answer replaces the section around
+    it: the refresh then lands in a part no longer on the page, and the list must not wait for
+    it forever; the next answers still show."""
+    make_user("olga", organization, Role.OPERATOR)
+    sign_in(page, "olga")
+    with simulated(server, charger):
+        open_charger(page, charger)
+        held: list[Any] = []
+
+        def hold_the_list(route: Any) -> None:
+            if route.request.headers.get("hx-target") == "charger-command-list" and not held:
+                held.append(route)
+            else:
+                route.continue_()
+
+        page.route(f"**/chargers/{charger.pk}/", hold_the_list)
+        page.evaluate("htmx.trigger('#charger-command-list', 'live')")
+        wait_for_held(page, held, "the command list was not refreshed")
+
+        get = command_form(page, "Get configuration")
+        get.get_by_label("Keys").fill("HeartbeatInterval")
+        get.get_by_role("button", name="Get").click()
+        expect(page.get_by_role("status").filter(has_text="GetConfiguration sent")).to_be_visible()
+        held[0].continue_()  # the overtaken refresh lands after the form's answer
+
+        expect(sent_row(page, "GetConfiguration").locator("[data-command-state]")).to_have_text(
+            "answered", timeout=LIVE
+        )
+        reset = command_form(page, "Reset")
+        reset.get_by_role("button", name="Reset").click()
+        expect(sent_row(page, "Reset").locator("[data-command-state]")).to_have_text(
+            "accepted", timeout=LIVE
+        )
     assert_not_reloaded(page)
 
 

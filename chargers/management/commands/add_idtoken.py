@@ -26,6 +26,11 @@ class Command(BaseCommand):
         parser.add_argument("--expires", help="expiry, ISO 8601 with a time zone")
         parser.add_argument("--group", default="", help="parent/group id token")
         parser.add_argument("--owner", default="", help="owner's name")
+        parser.add_argument(
+            "--local-list",
+            action="store_true",
+            help="keep the token in the local authorization lists of the organization's chargers",
+        )
 
     def handle(self, *args: Any, **options: Any) -> None:
         token: str = options["token"]
@@ -54,5 +59,6 @@ class Command(BaseCommand):
             expires_at=expires_at,
             group_token=options["group"],
             owner_name=options["owner"],
+            local_list=options["local_list"],
         )
         self.stdout.write(f"id token {token} ({options['status']}) added to {organization.slug}")

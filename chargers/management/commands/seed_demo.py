@@ -75,6 +75,9 @@ class Command(BaseCommand):
             Membership.objects.get_or_create(
                 user=admin, organization=organization, defaults={"role": Role.OPERATOR_ADMIN}
             )
+            from billing.demo import demo_tariff_ensure
+
+            demo_tariff_ensure(site=site)
         self.stdout.write(
             f"demo ready: organization {DEMO_ORG}, site {site.name}, "
             f"chargers DEMO-001..DEMO-{options['chargers']:03d} (password {DEMO_CHARGER_PASSWORD}), "

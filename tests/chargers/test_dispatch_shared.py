@@ -1,4 +1,5 @@
-"""The dispatcher's key conversion spells keys exactly as the ``ocpp`` package does."""
+"""What the dispatcher works out once instead of per frame or per connection: key spellings
+(exactly as the ``ocpp`` package spells them) and each handler class's route map."""
 
 from __future__ import annotations
 
@@ -6,7 +7,8 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from ocpp.charge_point import camel_to_snake_case, snake_to_camel_case
 
-from chargers.dispatch import camel_keys, snake_keys
+from chargers.consumers import VERSIONS
+from chargers.dispatch import Dispatcher, camel_keys, snake_keys
 
 # Keys like the specs' (and the special cases the package spells by hand), and any text.
 keys = st.one_of(
@@ -43,3 +45,17 @@ def test_keys_are_spelled_as_the_ocpp_package_spells_them(value):
     assert snake_keys(value) == camel_to_snake_case(value)
     assert camel_keys(value) == snake_to_camel_case(value)
     assert snake_keys(value) == camel_to_snake_case(value)  # and again, from the cache
+
+
+def test_connections_of_one_version_share_one_route_map():
+    for version, handler_class, known_actions in VERSIONS.values():
+        one, two = (object.__new__(handler_class) for _ in range(2))
+        dispatcher_class = getattr(handler_class, "dispatcher_class", Dispatcher)
+        first = dispatcher_class(one, version=version, known_actions=known_actions)
+        second = dispatcher_class(two, version=version, known_actions=known_actions)
+        assert first.route_map is second.route_map
+        assert "BootNotification" in first.route_map
+        # Plain functions of the class, called with each connection's own handler object.
+        assert (
+            first.route_map["BootNotification"]["_on_action"] is handler_class.on_boot_notification
+        )
