@@ -236,7 +236,8 @@ def diagnostics_upload_receive(
     *, token: str, name: str, content: IO[bytes], size: int, content_type: str = ""
 ) -> DiagnosticsFile:
     """Keep a file a charger uploaded to its URL. A later upload to the same URL (a charger's
-    retry) replaces the file, until the URL expires."""
+    retry) replaces the file, until the URL expires. The record takes the name the file came
+    with: what the charger announced in its answer to the request is only what it meant to send."""
     record = _open_upload(token)
     if record is None:
         raise UploadNotFound()
@@ -254,8 +255,7 @@ def diagnostics_upload_receive(
     record.content_type = content_type[:100]
     record.uploaded_at = now
     record.state = DiagnosticsFile.State.UPLOADED
-    if not record.file_name:
-        record.file_name = file_name[:255]
+    record.file_name = file_name[:255]
     record.save(update_fields=["file", "size", "content_type", "uploaded_at", "state", "file_name"])
     if old and old != record.file.name:
         record.file.storage.delete(old)

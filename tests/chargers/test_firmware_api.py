@@ -224,3 +224,26 @@ def _file(content: bytes) -> Any:
     from django.core.files.uploadedfile import SimpleUploadedFile
 
     return SimpleUploadedFile("diag.log", content, content_type="text/plain")
+
+
+def test_the_record_takes_the_name_of_the_file_uploaded_not_the_one_announced(issued):
+    """A charger may answer GetDiagnostics with one name and upload under another; whichever
+    reaches the CPMS first, the record names the file it holds."""
+    record, path = issued
+    Command.objects.filter(pk=record.command_id).update(
+        state="answered", response={"fileName": "announced.log"}
+    )
+    uploads.diagnostics_command_record(command_pk=record.command_id)
+    record.refresh_from_db()
+    assert record.file_name == "announced.log"
+
+    response = Client().post(path, {"file": _file(b"the log\n")})
+    assert response.json() == {"stored": "diag.log", "size": 8}
+    record.refresh_from_db()
+    assert (record.file_name, record.file.read()) == ("diag.log", b"the log\n")
+
+    retry = Client().put(path + "retry.log", b"again\n", content_type="text/plain")
+    assert retry.json() == {"stored": "retry.log", "size": 6}
+    record.refresh_from_db()
+    assert record.file_name == "retry.log"
+    record.file.delete(save=False)
