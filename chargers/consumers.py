@@ -10,6 +10,7 @@ from __future__ import annotations
 import base64
 import binascii
 import logging
+import time
 from collections.abc import Awaitable, Callable
 from typing import Any
 
@@ -41,6 +42,9 @@ VERSIONS: dict[str, tuple[str, type, frozenset[str]]] = {
 CLOSE_UNSUPPORTED_DATA = 1003
 CLOSE_MESSAGE_TOO_BIG = 1009
 CLOSE_REPLACED = 4000  # a newer connection of the same charger took over
+
+# Handshakes of this process waiting for their login (password check, route, marked connected).
+_logins_pending = 0
 
 
 def _let_daphne_send_protocol_close_codes() -> None:
@@ -140,19 +144,40 @@ class OcppConsumer(AsyncWebsocketConsumer):
                 )
                 await self.close()
                 return
+        # Admission: a storm of arrivals (a fleet's first day, a gateway's restart) is let in
+        # as fast as logins can be checked, never faster. Past CPMS_MAX_PENDING_HANDSHAKES the
+        # handshake is refused at once, and the charger retries after its back-off; a login the
+        # database thread comes to only after CPMS_HANDSHAKE_DEADLINE is dropped, as daphne
+        # will soon drop its handshake, so no work is spent on sockets that are gone.
+        global _logins_pending
+        if _logins_pending >= settings.CPMS_MAX_PENDING_HANDSHAKES:
+            metrics.handshake_shed("busy")
+            logger.info("refused %s: %d handshakes pending", self.charger_identity, _logins_pending)
+            await self.close()
+            return
+        deadline = time.monotonic() + settings.CPMS_HANDSHAKE_DEADLINE
+        _logins_pending += 1
         try:
             # The password check on the charger's database thread; marking it connected in a
             # group commit with the other chargers arriving meanwhile.
-            login, route = await database_sync_to_async(routing_gateway.login)(
+            login, route = await dbpool.deadline_sync_to_async(routing_gateway.login, deadline)(
                 identity=self.charger_identity, password=password, version=version
             )
             self.connection = await groupcommit.arrivals().submit(
-                services.Arrival(login=login, ocpp_version=version, channel_name=self.channel_name)
+                services.Arrival(login=login, ocpp_version=version, channel_name=self.channel_name),
+                deadline=deadline,
             )
         except services.Refused as exc:
             logger.info("refused %s: %s", self.charger_identity, exc)
             await self.close()
             return
+        except dbpool.Late as exc:
+            metrics.handshake_shed("late")
+            logger.info("refused %s: %s", self.charger_identity, exc)
+            await self.close()
+            return
+        finally:
+            _logins_pending -= 1
         self.writer = get_writer()
         dispatcher_class = getattr(handler_class, "dispatcher_class", Dispatcher)
         self.dispatcher = dispatcher_class(

@@ -45,31 +45,47 @@ HEALTH_CHECK_INTERVAL = 1.0
 _charger: ContextVar[str | None] = ContextVar("cpms_db_charger", default=None)
 
 
+class Late(Exception):
+    """A call with a deadline was dropped: the lane came to it after the deadline."""
+
+
 class Lane:
     """One thread that runs the calls handed to it one at a time, in the order they came.
 
     Lighter than an executor behind ``sync_to_async``: a call costs a queue put, and its
     answer one ``call_soon_threadsafe``. A call runs to its end even if its caller stops
-    waiting (its socket closed).
+    waiting (its socket closed), unless it was given a deadline: such a call (a handshake's
+    login) is dropped, and fails with ``Late``, if its caller stopped waiting or its deadline
+    passed before the lane came to it. Its caller's charger is gone or about to be, and the
+    lane's time goes to the callers still waiting.
     """
 
     def __init__(self, name: str) -> None:
         self.name = name
         self._calls: queue.SimpleQueue[tuple[Any, ...] | None] = queue.SimpleQueue()
+        # Calls dropped past their deadline (for tests and the curious).
+        self.dropped = 0
         self._thread = threading.Thread(target=self._run, name=name, daemon=True)
         self._thread.start()
 
     def call(self, function: Callable[..., R], *args: Any, **kwargs: Any) -> asyncio.Future[R]:
         """Run ``function(*args, **kwargs)`` on this lane; its result, to await."""
+        return self.call_before(None, function, *args, **kwargs)
+
+    def call_before(
+        self, deadline: float | None, function: Callable[..., R], *args: Any, **kwargs: Any
+    ) -> asyncio.Future[R]:
+        """``call``, dropped if the lane comes to it after ``deadline`` (``time.monotonic()``)
+        or after its caller stopped waiting."""
         loop = asyncio.get_running_loop()
         future: asyncio.Future[R] = loop.create_future()
-        self._calls.put((loop, future, function, args, kwargs))
+        self._calls.put((loop, future, deadline, function, args, kwargs))
         return future
 
     def call_and_wait(self, function: Callable[[], R]) -> R:
         """Run ``function()`` on this lane from any thread, and wait for it."""
         done: concurrent.futures.Future[R] = concurrent.futures.Future()
-        self._calls.put((None, done, function, (), {}))
+        self._calls.put((None, done, None, function, (), {}))
         return done.result()
 
     def stop(self) -> None:
@@ -78,7 +94,14 @@ class Lane:
 
     def _run(self) -> None:
         while (item := self._calls.get()) is not None:
-            loop, future, function, args, kwargs = item
+            loop, future, deadline, function, args, kwargs = item
+            # Read across threads: at worst a call whose caller just left runs anyway.
+            if deadline is not None and (future.cancelled() or time.monotonic() > deadline):
+                self.dropped += 1
+                _answer(
+                    loop, future, None, Late("it waited past its deadline for a database thread")
+                )
+                continue
             try:
                 result = function(*args, **kwargs)
             except BaseException as exc:  # handed to the caller, as an executor does
@@ -127,14 +150,19 @@ class DatabasePool:
         return self.shards[zlib.crc32(charger.encode("utf-8", "surrogatepass")) % len(self.shards)]
 
     def wrap(
-        self, function: Callable[P, R], charger: str | None, lane: Lane | None = None
+        self,
+        function: Callable[P, R],
+        charger: str | None,
+        lane: Lane | None = None,
+        deadline: float | None = None,
     ) -> Callable[P, Awaitable[R]]:
-        """``function`` as an awaitable that runs on the charger's thread (or on ``lane``)."""
+        """``function`` as an awaitable that runs on the charger's thread (or on ``lane``);
+        dropped with ``Late`` if the thread comes to it after ``deadline``."""
         target = lane or self.lane_for(charger)
         call = self._call
 
         async def run(*args: P.args, **kwargs: P.kwargs) -> R:
-            return await target.call(call, function, *args, **kwargs)
+            return await target.call_before(deadline, call, function, *args, **kwargs)
 
         return run
 
@@ -229,6 +257,23 @@ def database_sync_to_async(function: Callable[P, R]) -> Callable[P, Awaitable[R]
     if pool is None:
         return shared_thread_sync_to_async(function)  # type: ignore[no-any-return]
     return pool.wrap(function, _charger.get())
+
+
+def deadline_sync_to_async(function: Callable[P, R], deadline: float) -> Callable[P, Awaitable[R]]:
+    """``database_sync_to_async`` for a call worth making only until ``deadline``
+    (``time.monotonic()``) and only while its caller waits: otherwise it is dropped and fails
+    with ``Late``. Without the pool (SQLite, tests), a late call fails before it is handed over."""
+    pool = _pool
+    if pool is None:
+        shared = shared_thread_sync_to_async(function)
+
+        async def run(*args: P.args, **kwargs: P.kwargs) -> R:
+            if time.monotonic() > deadline:
+                raise Late("it waited past its deadline for a database thread")
+            return await shared(*args, **kwargs)  # type: ignore[no-any-return]
+
+        return run
+    return pool.wrap(function, _charger.get(), deadline=deadline)
 
 
 def background_sync_to_async(function: Callable[P, R]) -> Callable[P, Awaitable[R]]:

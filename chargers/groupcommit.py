@@ -12,12 +12,13 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import time
 import weakref
 from collections.abc import Callable
 from typing import Generic, TypeVar
 
 from . import services
-from .dbpool import commit_sync_to_async
+from .dbpool import Late, commit_sync_to_async
 
 logger = logging.getLogger(__name__)
 
@@ -37,25 +38,47 @@ class GroupCommit(Generic[Item, Result]):
     ):
         self.write_many = write_many
         self.limit = limit
-        self._pending: list[tuple[Item, asyncio.Future[Result]]] = []
+        self._pending: list[tuple[Item, asyncio.Future[Result], float | None]] = []
         self._writing: asyncio.Task[None] | None = None
         # Counters, for tests and the curious.
         self.batches = 0
         self.largest = 0
         self.retried = 0
+        self.dropped = 0
 
-    async def submit(self, item: Item) -> Result:
-        """Write ``item`` with the next batch; its result once the batch has committed."""
+    async def submit(self, item: Item, *, deadline: float | None = None) -> Result:
+        """Write ``item`` with the next batch; its result once the batch has committed. With a
+        ``deadline`` (``time.monotonic()``), an item whose batch starts later, or whose caller
+        stopped waiting before, is not written and fails with ``dbpool.Late``."""
         loop = asyncio.get_running_loop()
         future: asyncio.Future[Result] = loop.create_future()
-        self._pending.append((item, future))
+        self._pending.append((item, future, deadline))
         if self._writing is None or self._writing.done():
             self._writing = loop.create_task(self._write_all(), name="cpms-group-commit")
         return await future
 
+    def _take(self) -> list[tuple[Item, asyncio.Future[Result]]]:
+        """The next batch, without the items that are no longer worth writing."""
+        now = time.monotonic()
+        batch: list[tuple[Item, asyncio.Future[Result]]] = []
+        taken = 0
+        for item, future, deadline in self._pending:
+            if len(batch) == self.limit:
+                break
+            taken += 1
+            if deadline is not None and (future.done() or now > deadline):
+                self.dropped += 1
+                _fail(future, Late("its deadline passed before its batch was written"))
+            else:
+                batch.append((item, future))
+        del self._pending[:taken]
+        return batch
+
     async def _write_all(self) -> None:
         while self._pending:
-            batch, self._pending = self._pending[: self.limit], self._pending[self.limit :]
+            batch = self._take()
+            if not batch:
+                continue
             self.batches += 1
             self.largest = max(self.largest, len(batch))
             try:

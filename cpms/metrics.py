@@ -64,6 +64,13 @@ call_errors_sent = Counter(
     ["code"],
 )
 
+handshakes_shed = Counter(
+    "cpms_ocpp_handshakes_shed",
+    "OCPP handshakes refused unchecked because the process was busy (too many pending) or "
+    "dropped because their login could not start before their deadline (late)",
+    ["reason"],
+)
+
 # Bound counter children by label values: one lookup per frame instead of labels() each time.
 _frame_children: dict[tuple[str, str, int], Any] = {}
 
@@ -74,6 +81,10 @@ def charger_connected() -> None:
 
 def charger_disconnected() -> None:
     connected_chargers.dec()
+
+
+def handshake_shed(reason: str) -> None:
+    handshakes_shed.labels(reason).inc()
 
 
 def frame_counted(direction: str, kind: int, action: str, raw: str = "") -> None:

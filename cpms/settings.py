@@ -334,6 +334,12 @@ CPMS_AUTO_REGISTER_ORG = env.str("CPMS_AUTO_REGISTER_ORG", default="")
 CPMS_MAX_FRAME_BYTES = env.int("CPMS_MAX_FRAME_BYTES", default=65536)
 # How long to wait for a charger's answer to a CALL we sent, in seconds.
 CPMS_CALL_TIMEOUT = env.float("CPMS_CALL_TIMEOUT", default=30.0)
+# Handshakes one server process checks at once; past that, new ones are refused at once (the
+# charger retries after its back-off) rather than queued past daphne's connect timeout.
+CPMS_MAX_PENDING_HANDSHAKES = env.int("CPMS_MAX_PENDING_HANDSHAKES", default=500)
+# Seconds a handshake's login may wait for its database thread before it is dropped; keep it
+# under daphne's --websocket_connect_timeout (5 s by default), which drops the handshake itself.
+CPMS_HANDSHAKE_DEADLINE = env.float("CPMS_HANDSHAKE_DEADLINE", default=4.0)
 # Seconds a verified charger credential stays in the shared cache (chargers.passwords).
 CPMS_CHARGER_AUTH_CACHE_TTL = env.int("CPMS_CHARGER_AUTH_CACHE_TTL", default=7 * 24 * 3600)
 # How long a command sent with deliver_when_offline waits for its charger to connect, in seconds.

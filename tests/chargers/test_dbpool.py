@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import threading
+import time
 from collections.abc import Iterator
 from typing import Any
 
@@ -228,3 +229,44 @@ def test_a_call_runs_to_its_end_when_its_caller_stops_waiting(pool):
 
     assert async_to_sync(go)() == "after"
     assert finished == ["slow", "after"]
+
+
+def test_a_call_with_a_deadline_is_dropped_if_its_lane_comes_to_it_late_or_its_caller_left(pool):
+    """A handshake's login is worth making only while the handshake lasts: queued behind slow
+    work past its deadline, or given up by its caller, it never runs; a call without a
+    deadline, queued the same way, still does."""
+    release = threading.Event()
+    ran: list[str] = []
+
+    def slow() -> None:
+        release.wait(10)
+        ran.append("slow")
+
+    def record(name: str) -> str:
+        ran.append(name)
+        return name
+
+    async def go() -> list[object]:
+        lane = pool.lane_for("CP-1")
+        blocking = asyncio.ensure_future(pool.wrap(slow, "CP-1")())
+        late = pool.wrap(record, "CP-1", deadline=time.monotonic() + 0.05)("late")
+        left = asyncio.ensure_future(
+            pool.wrap(record, "CP-1", deadline=time.monotonic() + 60)("left")
+        )
+        in_time = pool.wrap(record, "CP-1", deadline=time.monotonic() + 60)("in time")
+        plain = pool.wrap(record, "CP-1")("plain")
+        await asyncio.sleep(0.1)  # past the first deadline, with the lane still busy
+        left.cancel()
+        await asyncio.sleep(0)
+        release.set()
+        results = await asyncio.gather(late, left, in_time, plain, return_exceptions=True)
+        await blocking
+        assert lane.dropped == 2
+        return results
+
+    late, left, in_time, plain = async_to_sync(go)()
+    assert isinstance(late, dbpool.Late)
+    assert str(late) == "it waited past its deadline for a database thread"
+    assert isinstance(left, asyncio.CancelledError)
+    assert (in_time, plain) == ("in time", "plain")
+    assert ran == ["slow", "in time", "plain"]

@@ -4,6 +4,8 @@ own result, a refused one failing alone; and MeterValues of many sessions in one
 from __future__ import annotations
 
 import asyncio
+import threading
+import time
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 
@@ -12,7 +14,7 @@ from asgiref.sync import async_to_sync
 from django.db import connection
 from django.test.utils import CaptureQueriesContext
 
-from chargers import groupcommit, services
+from chargers import dbpool, groupcommit, services
 from chargers.models import MeterSample, Session
 from tests.chargers.test_session_energy import meter_values, recomputed, register, session_start
 
@@ -135,3 +137,38 @@ def test_a_batch_sample_the_database_already_has_sends_the_batch_to_recompute(ch
     # The memory is primed again from the database's truth: the next in-order message adds on.
     assert meter_values(charger, tx, [register(1500, T0 + timedelta(minutes=3))], memory)
     assert Session.objects.get(transaction_id=tx).energy_wh == Decimal(500)
+
+
+def test_an_item_past_its_deadline_or_whose_caller_left_is_not_written():
+    """An arrival whose handshake is gone is not marked connected: an item whose batch starts
+    after its deadline, or whose caller stopped waiting, is dropped with ``Late``."""
+    written: list[int] = []
+    release = threading.Event()
+
+    def write_many(items: list[int]) -> list[int]:
+        written.extend(items)
+        if items == [0]:
+            release.wait(10)
+        return items
+
+    commit = groupcommit.GroupCommit(write_many)
+
+    async def go() -> list[object]:
+        now = time.monotonic()
+        blocker = asyncio.ensure_future(commit.submit(0))
+        await asyncio.sleep(0.05)  # the first batch, [0], is being written
+        late = asyncio.ensure_future(commit.submit(1, deadline=now + 0.01))
+        left = asyncio.ensure_future(commit.submit(2, deadline=now + 60))
+        kept = asyncio.ensure_future(commit.submit(3, deadline=now + 60))
+        plain = asyncio.ensure_future(commit.submit(4))
+        await asyncio.sleep(0.05)
+        left.cancel()
+        release.set()
+        return await asyncio.gather(blocker, late, left, kept, plain, return_exceptions=True)
+
+    blocker, late, left, kept, plain = async_to_sync(go)()
+    assert (blocker, kept, plain) == (0, 3, 4)
+    assert isinstance(late, dbpool.Late)
+    assert isinstance(left, asyncio.CancelledError)
+    assert written == [0, 3, 4]
+    assert commit.dropped == 2
