@@ -11,6 +11,7 @@ from __future__ import annotations
 import asyncio
 import json
 import os
+import secrets
 import sys
 import time
 from collections.abc import Callable
@@ -313,7 +314,9 @@ class RunOptions:
     """What every run shares: the protocol, the fleet's credentials, and the pacing of set-up."""
 
     protocol: str = "ocpp1.6"
-    password: str = "bench-charger-secret-0001"
+    # A random machine secret, as a CPMS issues one (OCPP 2.0.1 BasicAuthPassword); the fleet
+    # shares it. The server keeps it as a keyed digest unless CPMS_CHARGER_FAST_DIGEST=false.
+    password: str = field(default_factory=lambda: secrets.token_urlsafe(24))
     prefix: str = "BENCH-"
     connect_rate: float = 200.0
     settle: float = 3.0

@@ -212,6 +212,12 @@ def charger_authenticate(*, identity: str, password: str | None) -> Login:
         raise Refused(f"charger {identity!r} sent no password")
     elif not passwords.verify_password(identity, password, password_hash):
         raise Refused(f"charger {identity!r} sent a wrong password")
+    elif passwords.needs_update(password, password_hash):
+        # Once per charger: a PBKDF2 hash of a machine secret becomes its digest, or a digest
+        # made under a retired SECRET_KEY is made again under the current one.
+        Charger.objects.filter(pk=row[0], password_hash=password_hash).update(
+            password_hash=passwords.hash_password(password)
+        )
     return _login(row)
 
 

@@ -342,6 +342,9 @@ CPMS_MAX_PENDING_HANDSHAKES = env.int("CPMS_MAX_PENDING_HANDSHAKES", default=500
 CPMS_HANDSHAKE_DEADLINE = env.float("CPMS_HANDSHAKE_DEADLINE", default=4.0)
 # Seconds a verified charger credential stays in the shared cache (chargers.passwords).
 CPMS_CHARGER_AUTH_CACHE_TTL = env.int("CPMS_CHARGER_AUTH_CACHE_TTL", default=7 * 24 * 3600)
+# Charger passwords that look like random machine secrets are stored as a keyed digest
+# (HMAC-SHA256 under SECRET_KEY), checked in microseconds; False: PBKDF2 for every one.
+CPMS_CHARGER_FAST_DIGEST = env.bool("CPMS_CHARGER_FAST_DIGEST", default=True)
 # How long a command sent with deliver_when_offline waits for its charger to connect, in seconds.
 CPMS_COMMAND_QUEUE_TTL = env.int("CPMS_COMMAND_QUEUE_TTL", default=86400)
 # The longest a reservation may last, in hours from when it is made.
