@@ -22,7 +22,7 @@ from django.conf import settings
 from cpms import metrics
 from routing import gateway as routing_gateway
 
-from . import dbpool, events, groupcommit, ocpp16, ocpp21, ocpp201, protocol, services
+from . import admission, dbpool, events, groupcommit, ocpp16, ocpp21, ocpp201, protocol, services
 from .batching import FrameRow, get_writer
 from .command_sender import CommandSender
 from .dbpool import database_sync_to_async
@@ -42,9 +42,6 @@ VERSIONS: dict[str, tuple[str, type, frozenset[str]]] = {
 CLOSE_UNSUPPORTED_DATA = 1003
 CLOSE_MESSAGE_TOO_BIG = 1009
 CLOSE_REPLACED = 4000  # a newer connection of the same charger took over
-
-# Handshakes of this process waiting for their login (password check, route, marked connected).
-_logins_pending = 0
 
 
 def _let_daphne_send_protocol_close_codes() -> None:
@@ -144,40 +141,22 @@ class OcppConsumer(AsyncWebsocketConsumer):
                 )
                 await self.close()
                 return
-        # Admission: a storm of arrivals (a fleet's first day, a gateway's restart) is let in
-        # as fast as logins can be checked, never faster. Past CPMS_MAX_PENDING_HANDSHAKES the
-        # handshake is refused at once, and the charger retries after its back-off; a login the
-        # database thread comes to only after CPMS_HANDSHAKE_DEADLINE is dropped, as daphne
-        # will soon drop its handshake, so no work is spent on sockets that are gone.
-        global _logins_pending
-        if _logins_pending >= settings.CPMS_MAX_PENDING_HANDSHAKES:
-            metrics.handshake_shed("busy")
-            logger.info("refused %s: %d handshakes pending", self.charger_identity, _logins_pending)
+        # Admission (chargers.admission): a storm of arrivals (a fleet's first day, a gateway's
+        # restart) is let in as fast as this process can take it, and the rest refused at once;
+        # the charger retries after its back-off. A login the database thread comes to only
+        # after CPMS_HANDSHAKE_DEADLINE is dropped, as daphne will soon drop its handshake, so
+        # no work is spent on sockets that are gone.
+        reason = admission.refusal()
+        if reason is not None:
+            admission.shed(self.charger_identity, reason)
             await self.close()
             return
         deadline = time.monotonic() + settings.CPMS_HANDSHAKE_DEADLINE
-        _logins_pending += 1
-        try:
-            # The password check on the charger's database thread; marking it connected in a
-            # group commit with the other chargers arriving meanwhile.
-            login, route = await dbpool.deadline_sync_to_async(routing_gateway.login, deadline)(
-                identity=self.charger_identity, password=password, version=version
-            )
-            self.connection = await groupcommit.arrivals().submit(
-                services.Arrival(login=login, ocpp_version=version, channel_name=self.channel_name),
-                deadline=deadline,
-            )
-        except services.Refused as exc:
-            logger.info("refused %s: %s", self.charger_identity, exc)
+        with admission.pending():
+            route = await self._login(version, password, deadline)
+        if route is None or self.connection is None:
             await self.close()
             return
-        except dbpool.Late as exc:
-            metrics.handshake_shed("late")
-            logger.info("refused %s: %s", self.charger_identity, exc)
-            await self.close()
-            return
-        finally:
-            _logins_pending -= 1
         self.writer = get_writer()
         dispatcher_class = getattr(handler_class, "dispatcher_class", Dispatcher)
         self.dispatcher = dispatcher_class(
@@ -198,6 +177,29 @@ class OcppConsumer(AsyncWebsocketConsumer):
             # Through the event sender: after a node died, every charger that reconnects has a
             # channel there to tell, and awaiting each here held one Redis connection apiece.
             events.send_soon(_replaced_notice(self.connection.previous_channel, self.channel_name))
+
+    async def _login(
+        self, version: str, password: str | None, deadline: float
+    ) -> routing_gateway.ResolvedRoute | None:
+        """Check the charger's password and resolve its route on its database thread, then
+        mark it connected in a group commit with the other chargers arriving meanwhile
+        (``self.connection``); its route, or None if the handshake is refused."""
+        try:
+            login, route = await dbpool.deadline_sync_to_async(routing_gateway.login, deadline)(
+                identity=self.charger_identity, password=password, version=version
+            )
+            self.connection = await groupcommit.arrivals().submit(
+                services.Arrival(login=login, ocpp_version=version, channel_name=self.channel_name),
+                deadline=deadline,
+            )
+        except services.Refused as exc:
+            logger.info("refused %s: %s", self.charger_identity, exc)
+            return None
+        except dbpool.Late as exc:
+            metrics.handshake_shed("late")
+            logger.info("refused %s: %s", self.charger_identity, exc)
+            return None
+        return route
 
     async def receive(self, text_data: str | None = None, bytes_data: bytes | None = None) -> None:
         if self.dispatcher is None or self.connection is None:

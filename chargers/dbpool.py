@@ -22,6 +22,7 @@ from __future__ import annotations
 import asyncio
 import concurrent.futures
 import contextlib
+import logging
 import queue
 import threading
 import time
@@ -43,6 +44,12 @@ HEALTH_CHECK_INTERVAL = 1.0
 
 # The charger whose calls the current task makes; set by the consumer that holds its socket.
 _charger: ContextVar[str | None] = ContextVar("cpms_db_charger", default=None)
+
+
+logger = logging.getLogger(__name__)
+
+# The lane the current thread runs, if it is one.
+_running = threading.local()
 
 
 class Late(Exception):
@@ -82,6 +89,11 @@ class Lane:
         self._calls.put((loop, future, deadline, function, args, kwargs))
         return future
 
+    def post(self, function: Callable[..., object], *args: Any, **kwargs: Any) -> None:
+        """Run ``function(*args, **kwargs)`` on this lane, with nobody waiting for it (an
+        error is logged)."""
+        self._calls.put((None, None, None, function, args, kwargs))
+
     def call_and_wait(self, function: Callable[[], R]) -> R:
         """Run ``function()`` on this lane from any thread, and wait for it."""
         done: concurrent.futures.Future[R] = concurrent.futures.Future()
@@ -93,8 +105,15 @@ class Lane:
         self._thread.join()
 
     def _run(self) -> None:
+        _running.lane = self
         while (item := self._calls.get()) is not None:
             loop, future, deadline, function, args, kwargs = item
+            if future is None:  # posted: nobody waits
+                try:
+                    function(*args, **kwargs)
+                except Exception:
+                    logger.exception("%s: a posted call failed", self.name)
+                continue
             # Read across threads: at worst a call whose caller just left runs anyway.
             if deadline is not None and (future.cancelled() or time.monotonic() > deadline):
                 self.dropped += 1
@@ -141,6 +160,8 @@ class DatabasePool:
         self.background = self.shards[0] if threads == 1 else Lane("cpms-db-background")
         # Group commits of every charger's writes (chargers.groupcommit).
         self.commits = self.shards[0] if threads == 1 else Lane("cpms-db-commit")
+        # Domain-event receivers of the group commits' events (``receivers_after_commit``).
+        self.receivers = self.shards[0] if threads == 1 else Lane("cpms-db-receivers")
         self._health = threading.local()
 
     def lane_for(self, charger: str | None) -> Lane:
@@ -196,7 +217,7 @@ class DatabasePool:
 
     def close(self) -> None:
         """Close every thread's connections and stop the threads."""
-        for lane in dict.fromkeys([*self.shards, self.background, self.commits]):
+        for lane in dict.fromkeys([*self.shards, self.background, self.commits, self.receivers]):
             lane.call_and_wait(connections.close_all)
             lane.stop()
 
@@ -274,6 +295,22 @@ def deadline_sync_to_async(function: Callable[P, R], deadline: float) -> Callabl
 
         return run
     return pool.wrap(function, _charger.get(), deadline=deadline)
+
+
+def receivers_after_commit(function: Callable[..., object], *args: Any, **kwargs: Any) -> bool:
+    """Hand the domain-event receivers of a group commit's events to the pool's receivers
+    thread, when called on the commit thread: run there, they would hold up every charger
+    waiting for the next batch (two arrivals' alert checks are four queries, one after the
+    other, for each of hundreds of chargers). Receivers handed over run in the order their
+    events committed, a moment later. False (run them now) on any other thread, and with one
+    thread for everything."""
+    pool = _pool
+    if pool is None or pool.receivers is pool.commits:
+        return False
+    if getattr(_running, "lane", None) is not pool.commits:
+        return False
+    pool.receivers.post(pool._call, function, *args, **kwargs)
+    return True
 
 
 def background_sync_to_async(function: Callable[P, R]) -> Callable[P, Awaitable[R]]:

@@ -22,14 +22,18 @@ from channels.layers import InMemoryChannelLayer, get_channel_layer
 from django.db import transaction
 from django.dispatch import Signal
 
+from . import dbpool
+
 logger = logging.getLogger(__name__)
 
 # Every domain event, once its transaction has committed, for the parts of the system that act on
 # them (billing, load management, alerts, campaigns). Receivers get ``sender=kind`` and the keyword
 # arguments ``organization_pk``, ``charger`` (the charger's identity) and ``data``. Connect with no
 # ``sender`` and compare the kind: Django matches senders by identity, and two equal strings need not
-# be the same object. Receivers run in the thread that committed, so they must be cheap: record a row
-# or enqueue a Celery task, never talk to a charger or wait on the network. A receiver that raises is
+# be the same object. Receivers run in the thread that committed (in a server process, those of a
+# group commit's events run a moment later on the database pool's receivers thread, in commit
+# order: chargers.dbpool.receivers_after_commit), so they must be cheap: record a row or enqueue a
+# Celery task, never talk to a charger or wait on the network. A receiver that raises is
 # logged and never breaks the write.
 #
 # Kinds: charger.connected, charger.disconnected, charger.booted, charger.event (firmware,
@@ -182,7 +186,10 @@ def publish(kind: str, *, organization_pk: int, charger: str, data: dict[str, An
 
     def committed() -> None:
         _dispatch(send, charger)
-        notify(kind, organization_pk=organization_pk, charger=charger, data=data)
+        if not dbpool.receivers_after_commit(
+            notify, kind, organization_pk=organization_pk, charger=charger, data=data
+        ):
+            notify(kind, organization_pk=organization_pk, charger=charger, data=data)
 
     transaction.on_commit(committed)
 

@@ -340,6 +340,8 @@ CPMS_MAX_PENDING_HANDSHAKES = env.int("CPMS_MAX_PENDING_HANDSHAKES", default=500
 # Seconds a handshake's login may wait for its database thread before it is dropped; keep it
 # under daphne's --websocket_connect_timeout (5 s by default), which drops the handshake itself.
 CPMS_HANDSHAKE_DEADLINE = env.float("CPMS_HANDSHAKE_DEADLINE", default=4.0)
+# Seconds late the server's event loop may run before new handshakes are refused at once.
+CPMS_MAX_LOOP_LAG = env.float("CPMS_MAX_LOOP_LAG", default=0.5)
 # Seconds a verified charger credential stays in the shared cache (chargers.passwords).
 CPMS_CHARGER_AUTH_CACHE_TTL = env.int("CPMS_CHARGER_AUTH_CACHE_TTL", default=7 * 24 * 3600)
 # Charger passwords that look like random machine secrets are stored as a keyed digest
