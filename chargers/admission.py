@@ -3,7 +3,7 @@ them, and refuse the rest cheaply, before they cost anything.
 
 A handshake is refused at once (HTTP 403; the charger retries after its back-off) when
 ``CPMS_MAX_PENDING_HANDSHAKES`` logins are already under way in this process, or when the event
-loop runs more than ``CPMS_MAX_LOOP_LAG`` seconds late. The loop's lag is what every charger's
+loop has run more than ``CPMS_MAX_LOOP_LAG`` seconds late for a while. The loop's lag is what every charger's
 reply waits for; a loop that is behind would take a new handshake only to see daphne drop it at
 its connect timeout, after its login, its arrival and its departure had all been paid for.
 
@@ -16,6 +16,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import weakref
+from collections import deque
 from collections.abc import Iterator
 from contextlib import contextmanager
 from typing import Any
@@ -26,8 +27,9 @@ from cpms import metrics
 
 logger = logging.getLogger(__name__)
 
-# Seconds between two looks at the loop's lag.
+# Seconds between two looks at the loop's lag, and how many in a row must find it late.
 LAG_PROBE_INTERVAL = 0.1
+LAG_PROBES = 3
 
 
 class _State:
@@ -51,12 +53,15 @@ def _state() -> _State:
 
 async def _watch_lag(state: _State) -> None:
     """How late the loop runs a timer: a sleep that oversleeps by X means every callback waits
-    about X. The latest probe counts; a probe that came back on time clears it."""
+    about X. The least of the last ``LAG_PROBES`` probes counts, so that one hiccup (the process
+    not scheduled for a moment) refuses nobody, while a loop that stays behind does."""
     loop = asyncio.get_running_loop()
+    recent: deque[float] = deque(maxlen=LAG_PROBES)
     while True:
         started = loop.time()
         await asyncio.sleep(LAG_PROBE_INTERVAL)
-        state.lag = max(0.0, loop.time() - started - LAG_PROBE_INTERVAL)
+        recent.append(max(0.0, loop.time() - started - LAG_PROBE_INTERVAL))
+        state.lag = min(recent) if len(recent) == LAG_PROBES else 0.0
 
 
 def refusal() -> str | None:

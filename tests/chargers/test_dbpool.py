@@ -13,7 +13,7 @@ import pytest
 from asgiref.sync import async_to_sync
 from django.db import connection, connections
 
-from chargers import dbpool
+from chargers import dbpool, events
 from chargers.models import Charger
 
 pytestmark = pytest.mark.django_db(transaction=True)
@@ -270,3 +270,37 @@ def test_a_call_with_a_deadline_is_dropped_if_its_lane_comes_to_it_late_or_its_c
     assert isinstance(left, asyncio.CancelledError)
     assert (in_time, plain) == ("in time", "plain")
     assert ran == ["slow", "in time", "plain"]
+
+
+def test_receivers_of_a_group_commits_events_run_on_the_receivers_thread(pool, monkeypatch):
+    """An event a group commit publishes reaches the domain-event receivers on the pool's
+    receivers thread, in commit order, so the commit thread goes on to the next batch; one
+    published on a charger's thread reaches them on that thread, before the call returns."""
+    monkeypatch.setattr(dbpool, "_pool", pool)
+    heard: list[tuple[str, str]] = []
+    done = threading.Event()
+
+    def receiver(sender: str, *, charger: str, **_: Any) -> None:
+        heard.append((charger, threading.current_thread().name))
+        if charger == "CP-3":
+            done.set()
+
+    def publish(*chargers: str) -> None:
+        for charger in chargers:
+            events.publish("charger.connected", organization_pk=1, charger=charger, data={})
+
+    events.domain_event.connect(receiver, dispatch_uid="test-receivers-thread")
+    try:
+
+        async def go() -> None:
+            await pool.wrap(publish, None, lane=pool.commits)("CP-1", "CP-2", "CP-3")
+            await pool.wrap(publish, "CP-4")("CP-4")
+
+        async_to_sync(go)()
+        assert ("CP-4", pool.lane_for("CP-4").name) in heard
+        assert done.wait(10)
+    finally:
+        events.domain_event.disconnect(dispatch_uid="test-receivers-thread")
+    assert [h for h in heard if h[0] != "CP-4"] == [
+        (f"CP-{n}", "cpms-db-receivers") for n in (1, 2, 3)
+    ]
