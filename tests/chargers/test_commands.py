@@ -11,7 +11,7 @@ from django.contrib.auth import get_user_model
 from django.contrib.auth.hashers import check_password
 from django.core.management import CommandError, call_command
 
-from chargers import services
+from chargers import passwords, services
 from chargers.management.commands import seed_demo
 from chargers.models import Charger, IdToken, Site
 from cpms.models import Membership, Organization, Role
@@ -39,7 +39,10 @@ def test_add_charger_prints_a_generated_password_that_authenticates(organization
         if line.startswith("password: ")
     ]
     assert len(password) >= 16
-    assert check_password(password, charger.password_hash)
+    # A generated password is a machine secret: kept as a keyed digest, not in PBKDF2.
+    assert charger.password_hash.startswith("cpms_keyed_sha256$")
+    assert passwords.verify_password("CP-77", password, charger.password_hash)
+    assert not passwords.verify_password("CP-77", password[:-1], charger.password_hash)
     connection = services.charger_connect(
         identity="CP-77", password=password, ocpp_version="1.6", channel_name="c"
     )
