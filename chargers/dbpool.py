@@ -39,6 +39,10 @@ from django.db import connections
 P = ParamSpec("P")
 R = TypeVar("R")
 
+# Receivers of group-commit events waiting for their thread, past which the commit thread runs
+# them itself (``receivers_after_commit``).
+RECEIVERS_BACKLOG = 5000
+
 # Seconds between two health checks of one thread's connection (when CONN_HEALTH_CHECKS is on).
 HEALTH_CHECK_INTERVAL = 1.0
 
@@ -93,6 +97,10 @@ class Lane:
         """Run ``function(*args, **kwargs)`` on this lane, with nobody waiting for it (an
         error is logged)."""
         self._calls.put((None, None, None, function, args, kwargs))
+
+    def backlog(self) -> int:
+        """Calls waiting for this lane (approximate)."""
+        return self._calls.qsize()
 
     def call_and_wait(self, function: Callable[[], R]) -> R:
         """Run ``function()`` on this lane from any thread, and wait for it."""
@@ -308,6 +316,10 @@ def receivers_after_commit(function: Callable[..., object], *args: Any, **kwargs
     if pool is None or pool.receivers is pool.commits:
         return False
     if getattr(_running, "lane", None) is not pool.commits:
+        return False
+    if pool.receivers.backlog() >= RECEIVERS_BACKLOG:
+        # The receivers fall behind: the commit thread runs its own again, which slows the
+        # writes they follow rather than letting the backlog grow without end.
         return False
     pool.receivers.post(pool._call, function, *args, **kwargs)
     return True

@@ -304,3 +304,29 @@ def test_receivers_of_a_group_commits_events_run_on_the_receivers_thread(pool, m
     assert [h for h in heard if h[0] != "CP-4"] == [
         (f"CP-{n}", "cpms-db-receivers") for n in (1, 2, 3)
     ]
+
+
+def test_receivers_that_fall_behind_run_on_the_commit_thread_again(pool, monkeypatch):
+    """Past ``RECEIVERS_BACKLOG`` waiting, the commit thread runs its receivers itself: the
+    backlog does not grow without end, and the writes slow down instead."""
+    monkeypatch.setattr(dbpool, "_pool", pool)
+    monkeypatch.setattr(dbpool, "RECEIVERS_BACKLOG", 1)
+    release = threading.Event()
+    pool.receivers.post(release.wait, 10)  # the receivers thread is busy
+    pool.receivers.post(lambda: None)  # and one more waits
+    heard: list[str] = []
+
+    def receiver(sender: str, *, charger: str, **_: Any) -> None:
+        heard.append(threading.current_thread().name)
+
+    events.domain_event.connect(receiver, dispatch_uid="test-receivers-backlog")
+    try:
+
+        def publish() -> None:
+            events.publish("charger.connected", organization_pk=1, charger="CP-1", data={})
+
+        async_to_sync(pool.wrap(publish, None, lane=pool.commits))()
+    finally:
+        release.set()
+        events.domain_event.disconnect(dispatch_uid="test-receivers-backlog")
+    assert heard == ["cpms-db-commit"]
