@@ -3,9 +3,10 @@ them, and refuse the rest cheaply, before they cost anything.
 
 A handshake is refused at once (HTTP 403; the charger retries after its back-off) when
 ``CPMS_MAX_PENDING_HANDSHAKES`` logins are already under way in this process, or when the event
-loop has run more than ``CPMS_MAX_LOOP_LAG`` seconds late for a while. The loop's lag is what every charger's
-reply waits for; a loop that is behind would take a new handshake only to see daphne drop it at
-its connect timeout, after its login, its arrival and its departure had all been paid for.
+loop has run more than ``CPMS_MAX_LOOP_LAG`` seconds late for a while. The loop's lag is what
+every charger's reply waits for; a loop that is behind would take a new handshake only to see
+daphne drop it at its connect timeout, after its login, its arrival and its departure had all
+been paid for.
 
 ``guard`` refuses in front of the consumer, so a refused handshake builds no consumer and opens no
 channel-layer receive; the consumer checks again and counts its login as pending (``pending``).
