@@ -28,4 +28,4 @@ USER cpms
 EXPOSE 8000
 
 # Overridden per service in docker-compose.yml (worker, beat, migrate).
-CMD ["daphne", "-b", "0.0.0.0", "-p", "8000", "--websocket_timeout", "-1", "cpms.asgi:application"]
+CMD ["python", "-m", "cpms.serve", "--host", "0.0.0.0", "--port", "8000"]

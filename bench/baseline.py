@@ -17,7 +17,10 @@ import argparse
 import asyncio
 import itertools
 import json
+import os
 import signal
+import subprocess
+import sys
 from collections.abc import Sequence
 from typing import Any
 
@@ -72,11 +75,14 @@ class Baseline:
                 del self.chargers[identity]
 
     async def control(self, ws: ServerConnection) -> None:
+        """Commands for the chargers of this process. With several processes, the harness holds
+        a control connection to each (this first line tells them apart) and sends every command
+        to all of them; the processes that do not hold the charger let it pass."""
+        await ws.send(f"process {os.getpid()}")
         async for text in ws:
             identity, _, token = str(text).partition(" ")
             charger = self.chargers.get(identity)
             if charger is None:
-                await ws.send(f"unknown {identity}")
                 continue
             action, payload = dialect_for(charger.subprotocol or PROTOCOLS[0]).command_call(token)
             try:
@@ -92,7 +98,7 @@ def _select_subprotocol(
     return next((p for p in offered if p in PROTOCOLS), None)
 
 
-async def serve_forever(host: str, port: int, backlog: int) -> None:
+async def serve_forever(host: str, port: int, backlog: int, *, reuse_port: bool = False) -> None:
     baseline = Baseline()
     stop = asyncio.get_running_loop().create_future()
     for signum in (signal.SIGTERM, signal.SIGINT):
@@ -109,6 +115,7 @@ async def serve_forever(host: str, port: int, backlog: int) -> None:
         max_size=MAX_MESSAGE,
         backlog=backlog,
         server_header=None,
+        reuse_port=reuse_port,
     ):
         await stop
 
@@ -118,8 +125,29 @@ def main() -> None:
     parser.add_argument("--host", default="127.0.0.1")
     parser.add_argument("--port", type=int, default=9000)
     parser.add_argument("--backlog", type=int, default=2048)
+    parser.add_argument(
+        "--processes",
+        type=int,
+        default=1,
+        help="server processes on the port (SO_REUSEPORT), as python -m cpms.serve runs ours",
+    )
     args = parser.parse_args()
-    asyncio.run(serve_forever(args.host, args.port, args.backlog))
+    if args.processes <= 1:
+        # 0: one of the children below, sharing the port.
+        reuse_port = args.processes == 0
+        asyncio.run(serve_forever(args.host, args.port, args.backlog, reuse_port=reuse_port))
+        return
+    # The others are children of this one, so the harness reads CPU and memory off one tree.
+    command = [sys.executable, "-m", "bench.baseline", "--host", args.host, "--port"]
+    command += [str(args.port), "--backlog", str(args.backlog), "--processes", "0"]
+    children = [subprocess.Popen(command) for _ in range(args.processes - 1)]
+    try:
+        asyncio.run(serve_forever(args.host, args.port, args.backlog, reuse_port=True))
+    finally:
+        for child in children:
+            child.terminate()
+        for child in children:
+            child.wait()
 
 
 if __name__ == "__main__":

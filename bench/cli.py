@@ -18,6 +18,8 @@ from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
+from cpms.serve import cores
+
 from . import report
 from .database import ROOT, BenchDatabase, bench_database
 from .dialects import PROTOCOLS
@@ -83,9 +85,9 @@ def build_parser() -> argparse.ArgumentParser:
     pacing.add_argument(
         "--connect-retries",
         type=int,
-        default=5,
-        help="tries again after a refused handshake while a fleet connects, with backoff "
-        "(each refusal is counted; the storm never retries)",
+        default=20,
+        help="tries again after a refused handshake while a fleet connects, with backoff up to "
+        "10 s, as chargers keep trying (each refusal is counted; the storm never retries)",
     )
     pacing.add_argument(
         "--settle",
@@ -106,6 +108,13 @@ def build_parser() -> argparse.ArgumentParser:
         "--call-timeout", type=float, default=30.0, help="seconds to wait for a reply"
     )
     pacing.add_argument("--backlog", type=int, default=2048, help="listen backlog of both servers")
+    pacing.add_argument(
+        "--processes",
+        type=int,
+        default=0,
+        help="server processes of both servers on one port (0: one per core, as python -m "
+        "cpms.serve runs ours; one without Redis)",
+    )
     where = parser.add_argument_group("the full stack's services")
     where.add_argument(
         "--database-url",
@@ -187,6 +196,18 @@ def keeps_rate(scenario: Scenario) -> bool:
     )
 
 
+def server_processes(asked: int, *, redis: bool) -> int:
+    """How many processes each server runs: ``asked``, or one per core; one without Redis, whose
+    in-memory channel layer cannot reach another process."""
+    if asked < 0:
+        raise SystemExit(f"--processes must be 0 (one per core) or more, not {asked}")
+    if not redis:
+        if asked > 1:
+            raise SystemExit(f"--processes {asked} needs Redis (--redis-url or REDIS_URL)")
+        return 1
+    return asked or cores()
+
+
 def run_stack_helper(env: dict[str, str], *arguments: str) -> dict[str, Any]:
     completed = subprocess.run(
         [sys.executable, "-m", "bench.stack", *arguments],
@@ -216,6 +237,7 @@ def main(argv: list[str] | None = None) -> int:
         args.database_url or os.environ.get("DATABASE_URL"), explicit=explicit
     )
     redis_url = args.redis_url if args.redis_url is not None else os.environ.get("REDIS_URL", "")
+    args.processes = server_processes(args.processes, redis=bool(redis_url))
     options = RunOptions(
         protocol=args.protocol,
         connect_rate=args.connect_rate,
@@ -236,6 +258,7 @@ def main(argv: list[str] | None = None) -> int:
     )
     if OURS in servers:
         print(f"full stack: daphne cpms.asgi:application on {stack_note}", flush=True)
+    print(f"server processes: {args.processes} each", flush=True)
 
     features: dict[str, Any] = {}
     if OURS in servers:
@@ -264,6 +287,7 @@ def main(argv: list[str] | None = None) -> int:
         "repeat": repeat,
         "protocol": args.protocol,
         "full_stack": stack_note,
+        "server_processes": args.processes,
         "features": features,
         "scenarios": {},
     }
@@ -338,7 +362,7 @@ def run_once(
         if scenario.kind == "storm":
             run_stack_helper(options.stack_env, "mark-connected", "--prefix", options.prefix)
         env = options.stack_env
-    server = Server(server_kind, backlog=args.backlog, env=env)
+    server = Server(server_kind, backlog=args.backlog, processes=args.processes, env=env)
     keep = args.keep_logs
     try:
         server.wait_listening()

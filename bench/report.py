@@ -15,7 +15,7 @@ from .scenarios import Scenario
 from .servers import BASELINE, OURS
 
 LABELS: dict[str, str] = {
-    "connected": "chargers connected",
+    "connected": "chargers connected (in the loop: S4, S6)",
     "booted": "chargers booted",
     "rss_per_conn_kb": "server RSS per connection (KiB)",
     "rss_after_mb": "server RSS with the fleet (MiB)",

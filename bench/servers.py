@@ -47,8 +47,11 @@ def stack_env(
 class Server:
     """One server process; ``kind`` is ``baseline`` or ``ours``."""
 
-    def __init__(self, kind: str, *, backlog: int, env: dict[str, str] | None = None) -> None:
+    def __init__(
+        self, kind: str, *, backlog: int, processes: int = 1, env: dict[str, str] | None = None
+    ) -> None:
         self.kind = kind
+        self.processes = processes
         self.port = free_port()
         self.log_path = ROOT / "var" / f"bench-{kind}-{self.port}.log"
         self.log_path.parent.mkdir(exist_ok=True)
@@ -61,20 +64,24 @@ class Server:
                 str(self.port),
                 "--backlog",
                 str(backlog),
+                "--processes",
+                str(processes),
             ]
         else:
-            # daphne as docker-compose runs it, plus a listen backlog that a reconnect storm
-            # needs (Twisted's default is 50).
-            endpoint = f"tcp:port={self.port}:interface=127.0.0.1:backlog={backlog}"
+            # As docker-compose runs it: daphne processes on one port (cpms.serve), each with
+            # the listen backlog a reconnect storm needs (Twisted's default is 50).
             command = [
                 sys.executable,
                 "-m",
-                "daphne",
-                "-e",
-                endpoint,
-                "--websocket_timeout",
-                "-1",
-                "cpms.asgi:application",
+                "cpms.serve",
+                "--host",
+                "127.0.0.1",
+                "--port",
+                str(self.port),
+                "--processes",
+                str(processes),
+                "--backlog",
+                str(backlog),
             ]
         self._log = open(self.log_path, "w")  # noqa: SIM115 - closed in stop()
         self.process = subprocess.Popen(
@@ -108,12 +115,37 @@ class Server:
             f"{self.kind} server did not listen within {timeout}s:\n{self.log_tail()}"
         )
 
+    def _tree(self) -> list[psutil.Process]:
+        try:
+            return [self.ps, *self.ps.children(recursive=True)]
+        except psutil.NoSuchProcess:
+            return []
+
     def cpu_seconds(self) -> float:
-        times = self.ps.cpu_times()
-        return float(times.user + times.system)
+        """CPU time of the server and every process it started (cpms.serve's daphnes)."""
+        total = 0.0
+        for process in self._tree():
+            try:
+                times = process.cpu_times()
+            except psutil.NoSuchProcess:
+                continue
+            total += times.user + times.system
+        return total
 
     def rss_bytes(self) -> int:
-        return int(self.ps.memory_info().rss)
+        total = 0
+        for process in self._tree():
+            try:
+                total += process.memory_info().rss
+            except psutil.NoSuchProcess:
+                continue
+        return total
+
+    def profile_pid(self) -> int:
+        """The process to profile: the first daphne of ours (they do the same work), else the
+        server itself."""
+        children = self._tree()[1:]
+        return children[0].pid if children else self.process.pid
 
     def alive(self) -> bool:
         return self.process.poll() is None

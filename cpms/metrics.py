@@ -51,7 +51,9 @@ MESSAGE_TYPES = {0: "unparsed", 2: "call", 3: "result", 4: "error", 5: "result_e
 
 connected_chargers = Gauge(
     "cpms_ocpp_connected_chargers",
-    "Chargers with an open OCPP WebSocket to this process",
+    "Chargers with an open OCPP WebSocket to this process (to all of them, summed, when "
+    "python -m cpms.serve runs several)",
+    multiprocess_mode="livesum",
 )
 frames = Counter(
     "cpms_ocpp_frames",

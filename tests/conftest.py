@@ -45,13 +45,15 @@ def database_url_for_test_db() -> str:
 
 
 class ServerProcess:
-    """``daphne cpms.asgi:application`` on a free port, pointed at the test database."""
+    """``daphne cpms.asgi:application`` on a free port, pointed at the test database; with
+    ``serve``, ``python -m cpms.serve`` and those arguments instead."""
 
     def __init__(
         self,
         extra_env: dict[str, str] | None = None,
         *,
         preexec_fn: Callable[[], None] | None = None,
+        serve: list[str] | None = None,
     ):
         self.port = free_port()
         self.log_path = ROOT / "var" / f"server-{self.port}.log"
@@ -63,17 +65,12 @@ class ServerProcess:
             **(extra_env or {}),
         }
         self._log = open(self.log_path, "w")  # noqa: SIM115 - closed in stop()
+        command = [sys.executable, "-m", "daphne", "-b", "127.0.0.1", "-p", str(self.port)]
+        command.append("cpms.asgi:application")
+        if serve is not None:
+            command = [sys.executable, "-m", "cpms.serve", "--port", str(self.port), *serve]
         self.process = subprocess.Popen(
-            [
-                sys.executable,
-                "-m",
-                "daphne",
-                "-b",
-                "127.0.0.1",
-                "-p",
-                str(self.port),
-                "cpms.asgi:application",
-            ],
+            command,
             cwd=ROOT,
             env=env,
             stdout=self._log,

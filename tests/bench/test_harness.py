@@ -85,6 +85,10 @@ def test_says_which_stack_it_measured(harness_run):
         assert "embedded default" in record["full_stack"]
     assert "ocpp1.6" in record["features"]["protocols"]
     assert record["machine"]["nproc"] >= 1
+    # Both servers run one process per core on Redis, as python -m cpms.serve does; one without.
+    expected = len(os.sched_getaffinity(0)) if os.environ.get("REDIS_URL") else 1
+    assert record["server_processes"] == expected
+    assert f"server processes: {expected} each" in harness_run["stdout"]
 
 
 @pytest.mark.parametrize("server", ["baseline", "ours"])
