@@ -31,6 +31,8 @@ logger = logging.getLogger(__name__)
 # Seconds between two looks at the loop's lag, and how many in a row must find it late.
 LAG_PROBE_INTERVAL = 0.1
 LAG_PROBES = 3
+# Seconds over which refusals after the first of a burst are summed up in one log line.
+SHED_LOG_PERIOD = 10.0
 
 
 class _State:
@@ -38,6 +40,9 @@ class _State:
         self.pending = 0
         self.lag = 0.0
         self.watcher: asyncio.Task[None] | None = None
+        # Refusals not logged one by one since the last line (None: no burst under way).
+        self.unlogged: int | None = None
+        self.last_reason = ""
 
 
 _states: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, _State] = weakref.WeakKeyDictionary()
@@ -87,8 +92,29 @@ def pending() -> Iterator[None]:
 
 
 def shed(identity: str, reason: str) -> None:
+    """Count a refused handshake. The first of a burst is logged with its charger and reason, the
+    rest as one line per ``SHED_LOG_PERIOD``: a storm refuses thousands, and a line each would
+    cost the loop what the refusal saves."""
     metrics.handshake_shed("busy")
+    state = _state()
+    state.last_reason = reason
+    if state.unlogged is not None:
+        state.unlogged += 1
+        return
     logger.info("refused %s: %s", identity, reason)
+    state.unlogged = 0
+    asyncio.get_running_loop().call_later(SHED_LOG_PERIOD, _log_shed, state)
+
+
+def _log_shed(state: _State) -> None:
+    if state.unlogged:
+        logger.info(
+            "refused %d more handshakes in the last %.0f s (the last: %s)",
+            state.unlogged,
+            SHED_LOG_PERIOD,
+            state.last_reason,
+        )
+    state.unlogged = None
 
 
 class guard:

@@ -16,10 +16,15 @@ from django.urls import path  # noqa: E402
 
 from chargers.routing import websocket_urlpatterns  # noqa: E402
 from cpms.live import LiveConsumer  # noqa: E402
-from cpms.runtime import LifecycleMiddleware, raise_open_file_limit  # noqa: E402
+from cpms.runtime import (  # noqa: E402
+    LifecycleMiddleware,
+    defer_websocket_debug_formatting,
+    raise_open_file_limit,
+)
 
 # Every charger socket is an open file: take what the hard limit allows before serving.
 raise_open_file_limit()
+defer_websocket_debug_formatting()
 
 # Dashboard live updates: signed in with the session cookie, so only from our own origin.
 live_route = path(

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import pprint
 from datetime import timedelta
 from typing import Any
 
@@ -67,6 +68,43 @@ def raise_open_file_limit() -> tuple[int, int]:
     if soft < 4096:
         logger.info("open-file limit raised from %d to %d", soft, target)
     return (soft, target)
+
+
+class _FormattedOnDemand:
+    """A value that is pretty-printed only if a log line ever shows it."""
+
+    __slots__ = ("value",)
+
+    def __init__(self, value: Any) -> None:
+        self.value = value
+
+    def __str__(self) -> str:
+        return pprint.pformat(self.value)
+
+    __repr__ = __str__
+
+    def __format__(self, spec: str) -> str:
+        return format(str(self), spec)
+
+
+def defer_websocket_debug_formatting() -> None:
+    """Spare every WebSocket connection autobahn's pretty-printing of its settings.
+
+    autobahn (under daphne) pretty-prints a connection's twenty-odd settings for a debug line as
+    the connection is made, whether debug logging is on or not: a seventh of the event loop's time
+    in a storm of chargers connecting (the profile in bench/RESULTS.md). Its module's ``pformat``
+    becomes a wrapper that formats only when the line is written, so the line reads the same with
+    debug logging on.
+    """
+    try:
+        from autobahn.websocket import protocol
+    except ImportError:  # another server than daphne
+        return
+    if getattr(protocol, "pformat", None) is not pprint.pformat:
+        return
+    protocol.pformat = _FormattedOnDemand  # type: ignore[assignment]
+    # The module's one other use of it must still give a string.
+    protocol.Timings.__str__ = lambda self: pprint.pformat(self._timings)  # type: ignore[method-assign]
 
 
 def close_request_connections(**kwargs: Any) -> None:

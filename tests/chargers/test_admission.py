@@ -43,3 +43,23 @@ async def test_past_the_pending_limit_it_refuses_until_a_login_ends(limits):
             assert admission.refusal() == "2 handshakes pending"
         assert admission.refusal() is None
     assert admission.refusal() is None
+
+
+async def test_a_burst_of_refusals_is_logged_once_then_summed_up(limits, caplog, monkeypatch):
+    monkeypatch.setattr(admission, "SHED_LOG_PERIOD", 0.2)
+    caplog.set_level("INFO", logger="chargers.admission")
+    admission.shed("CP-1", "the event loop runs 0.70 s late")
+    for number in range(2, 6):
+        admission.shed(f"CP-{number}", "2 handshakes pending")
+    assert [r.getMessage() for r in caplog.records] == [
+        "refused CP-1: the event loop runs 0.70 s late"
+    ]
+    await asyncio.sleep(0.3)
+    assert caplog.records[-1].getMessage() == (
+        "refused 4 more handshakes in the last 0 s (the last: 2 handshakes pending)"
+    )
+    # The burst is over: the next refusal is logged with its charger again.
+    admission.shed("CP-6", "2 handshakes pending")
+    assert caplog.records[-1].getMessage() == "refused CP-6: 2 handshakes pending"
+    await asyncio.sleep(0.3)
+    assert len(caplog.records) == 3

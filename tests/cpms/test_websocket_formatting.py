@@ -1,0 +1,41 @@
+"""autobahn's per-connection debug line costs nothing until it is written, and reads the same."""
+
+from __future__ import annotations
+
+import logging
+import pprint
+
+from autobahn.websocket import protocol
+
+import cpms.asgi  # noqa: F401 - the server's entry point sets it up
+from cpms.runtime import defer_websocket_debug_formatting
+
+
+def test_the_settings_are_formatted_only_when_the_line_is_written():
+    class Counting(list):
+        formatted = 0
+
+        def __repr__(self):
+            Counting.formatted += 1
+            return super().__repr__()
+
+    settings = Counting([("openHandshakeTimeout", 5, "WebSocketServerFactory")])
+    deferred = protocol.pformat(settings)
+    assert Counting.formatted == 0
+    assert f"\n{deferred}" == "\n" + pprint.pformat(settings)
+    assert str(deferred) == pprint.pformat(settings)
+    assert Counting.formatted > 0
+
+
+def test_timings_still_print_as_text_and_a_second_call_changes_nothing():
+    defer_websocket_debug_formatting()
+    timings = protocol.Timings()
+    timings.track("onOpen")
+    assert str(timings).startswith("{'onOpen': ")
+
+
+def test_a_debug_line_shows_the_settings(caplog):
+    caplog.set_level(logging.DEBUG)
+    deferred = protocol.pformat([("a", 1)])
+    logging.getLogger("autobahn.test").debug("\n%s", deferred)
+    assert caplog.records[-1].getMessage() == "\n[('a', 1)]"
