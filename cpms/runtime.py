@@ -11,6 +11,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import pprint
+from collections.abc import Callable
 from datetime import timedelta
 from typing import Any
 
@@ -71,15 +72,15 @@ def raise_open_file_limit() -> tuple[int, int]:
 
 
 class _FormattedOnDemand:
-    """A value that is pretty-printed only if a log line ever shows it."""
+    """Text for a log line, made only if the line is ever written."""
 
-    __slots__ = ("value",)
+    __slots__ = ("args", "kwargs", "make")
 
-    def __init__(self, value: Any) -> None:
-        self.value = value
+    def __init__(self, make: Callable[..., Any], *args: Any, **kwargs: Any) -> None:
+        self.make, self.args, self.kwargs = make, args, kwargs
 
     def __str__(self) -> str:
-        return pprint.pformat(self.value)
+        return str(self.make(*self.args, **self.kwargs))
 
     __repr__ = __str__
 
@@ -87,24 +88,39 @@ class _FormattedOnDemand:
         return format(str(self), spec)
 
 
-def defer_websocket_debug_formatting() -> None:
-    """Spare every WebSocket connection autobahn's pretty-printing of its settings.
+def _on_demand(make: Callable[..., Any]) -> Callable[..., _FormattedOnDemand]:
+    def deferred(*args: Any, **kwargs: Any) -> _FormattedOnDemand:
+        return _FormattedOnDemand(make, *args, **kwargs)
 
-    autobahn (under daphne) pretty-prints a connection's twenty-odd settings for a debug line as
-    the connection is made, whether debug logging is on or not: a seventh of the event loop's time
-    in a storm of chargers connecting (the profile in bench/RESULTS.md). Its module's ``pformat``
-    becomes a wrapper that formats only when the line is written, so the line reads the same with
-    debug logging on.
+    deferred.__wrapped__ = make  # type: ignore[attr-defined]
+    return deferred
+
+
+def defer_websocket_debug_formatting() -> None:
+    """Spare every WebSocket connection and frame autobahn's formatting of debug lines that are off.
+
+    autobahn (under daphne) formats the arguments of its debug lines whether debug logging is on
+    or not: it pretty-prints a connection's twenty-odd settings as the connection is made (a
+    seventh of the event loop's time in a storm of chargers connecting), and colours the method
+    and peer names of every frame sent and received (``hltype``, ``hlval``: about a twelfth of the
+    loop under a steady load). Profiles in bench/RESULTS.md. In its two modules that do it, those
+    helpers become wrappers that format only when the line is written, so the lines read the same
+    with debug logging on. Every use there is an argument of a log line.
     """
     try:
+        from autobahn import util
+        from autobahn.twisted import websocket as twisted_websocket
         from autobahn.websocket import protocol
     except ImportError:  # another server than daphne
         return
-    if getattr(protocol, "pformat", None) is not pprint.pformat:
-        return
-    protocol.pformat = _FormattedOnDemand  # type: ignore[assignment]
-    # The module's one other use of it must still give a string.
-    protocol.Timings.__str__ = lambda self: pprint.pformat(self._timings)  # type: ignore[method-assign]
+    if getattr(protocol, "pformat", None) is pprint.pformat:
+        protocol.pformat = _on_demand(pprint.pformat)  # type: ignore[assignment]
+        # The module's one other use of it must still give a string.
+        protocol.Timings.__str__ = lambda self: pprint.pformat(self._timings)  # type: ignore[method-assign]
+    for module in (protocol, twisted_websocket):
+        for name in ("hltype", "hlval"):
+            if getattr(module, name, None) is getattr(util, name):
+                setattr(module, name, _on_demand(getattr(util, name)))
 
 
 def close_request_connections(**kwargs: Any) -> None:

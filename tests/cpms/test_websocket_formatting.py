@@ -1,10 +1,13 @@
-"""autobahn's per-connection debug line costs nothing until it is written, and reads the same."""
+"""autobahn's debug lines per connection and per frame cost nothing until they are written, and
+read the same when they are."""
 
 from __future__ import annotations
 
 import logging
 import pprint
 
+from autobahn import util
+from autobahn.twisted import websocket as twisted_websocket
 from autobahn.websocket import protocol
 
 import cpms.asgi  # noqa: F401 - the server's entry point sets it up
@@ -39,3 +42,21 @@ def test_a_debug_line_shows_the_settings(caplog):
     deferred = protocol.pformat([("a", 1)])
     logging.getLogger("autobahn.test").debug("\n%s", deferred)
     assert caplog.records[-1].getMessage() == "\n[('a', 1)]"
+
+
+def test_names_and_values_of_every_frame_are_coloured_only_when_the_line_is_written(monkeypatch):
+    calls = []
+    colour = util.hl
+    monkeypatch.setattr(util, "hl", lambda *a, **k: calls.append(a) or colour(*a, **k))
+    for module in (protocol, twisted_websocket):
+        peer = module.hlval("tcp:127.0.0.1:5000", color="green")
+        name = module.hltype(
+            test_names_and_values_of_every_frame_are_coloured_only_when_the_line_is_written
+        )
+        assert calls == []
+        assert f"{peer}" == util.hlval("tcp:127.0.0.1:5000", color="green")
+        assert str(name) == util.hltype(
+            test_names_and_values_of_every_frame_are_coloured_only_when_the_line_is_written
+        )
+        assert calls
+        calls.clear()
