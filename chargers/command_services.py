@@ -134,19 +134,25 @@ def _publish(command: Command, charger: Charger | Holder, *, deliver_to: str = "
         "charger": charger.identity,
         "data": _event_data(command),
     }
-    organization_group = events.organization_group(charger.organization_id)
-    charger_group = events.charger_group(charger.identity)
     pk = command.pk
+    organization_pk = charger.organization_id
 
-    async def send(layer: Any) -> None:
-        # The event first: the consumer's own events about the command come after it.
-        await layer.group_send(organization_group, event)
-        await layer.group_send(charger_group, event)
-        if deliver_to:
-            await layer.send(deliver_to, {"type": COMMAND_MESSAGE, "command": pk})
+    def committed() -> None:
+        groups = events.listened_groups(organization_pk, charger.identity)
+        if not groups and not deliver_to:
+            return
 
-    events.send_after_commit(send, charger=charger.identity)
-    organization_pk, identity, data = charger.organization_id, charger.identity, event["data"]
+        async def send(layer: Any) -> None:
+            # The event first: the consumer's own events about the command come after it.
+            for group in groups:
+                await layer.group_send(group, event)
+            if deliver_to:
+                await layer.send(deliver_to, {"type": COMMAND_MESSAGE, "command": pk})
+
+        events.send_now(send, charger=charger.identity)
+
+    transaction.on_commit(committed)
+    identity, data = charger.identity, event["data"]
     transaction.on_commit(
         lambda: events.notify(
             EVENT_KIND, organization_pk=organization_pk, charger=identity, data=data

@@ -22,7 +22,7 @@ from channels.layers import InMemoryChannelLayer, get_channel_layer
 from django.db import transaction
 from django.dispatch import Signal
 
-from . import dbpool
+from . import dbpool, watching
 
 logger = logging.getLogger(__name__)
 
@@ -68,6 +68,7 @@ def bind_loop(loop: asyncio.AbstractEventLoop) -> None:
     _outboxes = [asyncio.Queue(maxsize=OUTBOX_LIMIT // SENDERS) for _ in range(SENDERS)]
     for number, outbox in enumerate(_outboxes):
         loop.create_task(_sender(outbox), name=f"cpms-event-sender-{number}")
+    watching.start(loop)
 
 
 async def _sender(outbox: asyncio.Queue[Callable[[Any], Awaitable[None]]]) -> None:
@@ -176,16 +177,26 @@ def charger_group(identity: str) -> str:
     return "charger." + _GROUP_UNSAFE.sub("_", identity)[:80]
 
 
+def listened_groups(organization_pk: int, charger: str) -> list[str]:
+    """The organization's and the charger's groups, those of them somebody may listen to."""
+    groups = (organization_group(organization_pk), charger_group(charger))
+    return [group for group in groups if watching.listened(group)]
+
+
 def publish(kind: str, *, organization_pk: int, charger: str, data: dict[str, Any]) -> None:
-    """Send an event to the organization's and the charger's groups once the transaction commits."""
+    """Send an event to the organization's and the charger's groups once the transaction commits
+    (to those somebody listens to: chargers.watching)."""
     message = {"type": "cpms.event", "kind": kind, "charger": charger, "data": data}
 
-    async def send(layer: Any) -> None:
-        await layer.group_send(organization_group(organization_pk), message)
-        await layer.group_send(charger_group(charger), message)
-
     def committed() -> None:
-        _dispatch(send, charger)
+        groups = listened_groups(organization_pk, charger)
+        if groups:
+
+            async def send(layer: Any) -> None:
+                for group in groups:
+                    await layer.group_send(group, message)
+
+            _dispatch(send, charger)
         if not dbpool.receivers_after_commit(
             notify, kind, organization_pk=organization_pk, charger=charger, data=data
         ):
@@ -211,6 +222,12 @@ def send_soon(send: Callable[[Any], Awaitable[None]]) -> None:
     _dispatch(send)
 
 
+def send_now(send: Callable[[Any], Awaitable[None]], *, charger: str = "") -> None:
+    """Hand ``send(layer)`` to the sender task now, in order with the charger's events: for a
+    caller that is already past its commit."""
+    _dispatch(send, charger)
+
+
 def send_after_commit(send: Callable[[Any], Awaitable[None]], *, charger: str = "") -> None:
     """Run ``send(layer)`` once the transaction commits, the way events are sent: for messages
     beside the events, such as a command for the consumer holding a charger's socket. Given the
@@ -224,6 +241,9 @@ def publish_to_chargers(kind: str, *, items: list[tuple[str, dict[str, Any]]]) -
     For chatty events such as journal frames, which only a charger's own page shows: the
     organization's pages never receive them.
     """
+    items = [
+        (charger, data) for charger, data in items if watching.listened(charger_group(charger))
+    ]
     if not items:
         return
 

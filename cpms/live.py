@@ -9,6 +9,7 @@ out, expired) or whose membership changed is closed at the next event after a pe
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import time
 from importlib import import_module
@@ -21,7 +22,7 @@ from channels.generic.websocket import AsyncJsonWebsocketConsumer
 from django.conf import settings
 from django.contrib.auth import get_user
 
-from chargers import selectors
+from chargers import selectors, watching
 from chargers.events import charger_group, organization_group
 from chargers.models import Charger
 
@@ -74,6 +75,7 @@ class LiveConsumer(AsyncJsonWebsocketConsumer):
     group: str = ""
     session_key: str | None = None
     revalidate_at: float = 0.0
+    renewal: asyncio.Task[None] | None = None
 
     async def connect(self) -> None:
         self.tenant = await database_sync_to_async(tenant_for_session)(
@@ -95,9 +97,23 @@ class LiveConsumer(AsyncJsonWebsocketConsumer):
         self.session_key = session.session_key if session is not None else None
         self.revalidate_at = time.monotonic() + REVALIDATE_SECONDS
         await self.channel_layer.group_add(self.group, self.channel_name)
+        # Registered before the socket is accepted: what happens after, it hears.
+        await watching.watch(self.group)
+        if watching.enabled():
+            self.renewal = asyncio.create_task(self._renew(), name="cpms-live-renew")
         await self.accept()
 
+    async def _renew(self) -> None:
+        while True:
+            await asyncio.sleep(watching.RENEW)
+            try:
+                await watching.watch(self.group)
+            except Exception:
+                logger.warning("could not renew the registration of %s", self.group, exc_info=True)
+
     async def disconnect(self, code: int) -> None:
+        if self.renewal is not None:
+            self.renewal.cancel()
         if self.group:
             await self.channel_layer.group_discard(self.group, self.channel_name)
 
