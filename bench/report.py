@@ -35,6 +35,7 @@ LABELS: dict[str, str] = {
     "boot_max_ms": "BootNotification max (ms)",
     "storm_seconds": "storm over after (s)",
     "ramp_seconds": "fleet connected after (s)",
+    "commands_created_per_s": "commands created per second (of those offered)",
     "commands_per_s": "commands answered per second",
     "command_p50_ms": "command p50, created to charger (ms)",
     "command_p99_ms": "command p99 (ms)",

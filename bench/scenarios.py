@@ -267,6 +267,7 @@ SCENARIOS: dict[str, Scenario] = {
         command_rate=500,
         headline=(
             "connected",
+            "commands_created_per_s",
             "commands_per_s",
             "command_p50_ms",
             "command_p99_ms",
@@ -652,6 +653,7 @@ class Run:
             commands_received=received,
             commands_lost=max(0, sent - received),
             commands_per_s=round(received / window, 1) if window > 0 else 0.0,
+            commands_created_per_s=round(sent / window, 1) if window > 0 else 0.0,
             command_p50_ms=_ms(percentile(latencies, 0.5)),
             command_p99_ms=_ms(percentile(latencies, 0.99)),
             command_max_ms=_ms(latencies[-1]) if latencies else 0.0,
