@@ -149,7 +149,7 @@ def _publish(command: Command, charger: Charger | Holder, *, deliver_to: str = "
             if deliver_to:
                 await layer.send(deliver_to, {"type": COMMAND_MESSAGE, "command": pk})
 
-        events.send_now(send, charger=charger.identity)
+        events.send_soon(send, charger=charger.identity)
 
     transaction.on_commit(committed)
     identity, data = charger.identity, event["data"]

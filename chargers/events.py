@@ -216,15 +216,11 @@ def notify(kind: str, *, organization_pk: int, charger: str, data: dict[str, Any
             logger.error("a receiver of %s failed: %r", kind, receiver, exc_info=result)
 
 
-def send_soon(send: Callable[[Any], Awaitable[None]]) -> None:
+def send_soon(send: Callable[[Any], Awaitable[None]], *, charger: str = "") -> None:
     """Hand ``send(layer)`` to the sender task now, with no transaction to wait for: for a
-    consumer's best-effort messages, which a burst of reconnects must not send all at once."""
-    _dispatch(send)
-
-
-def send_now(send: Callable[[Any], Awaitable[None]], *, charger: str = "") -> None:
-    """Hand ``send(layer)`` to the sender task now, in order with the charger's events: for a
-    caller that is already past its commit."""
+    consumer's best-effort messages, which a burst of reconnects must not send all at once, and
+    for callers already past their commit. Given the charger, it goes out in order with that
+    charger's events."""
     _dispatch(send, charger)
 
 

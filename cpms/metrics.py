@@ -1,9 +1,10 @@
 """Prometheus metrics of the OCPP gateway, served at ``/metrics`` with django-prometheus's HTTP and
 database metrics.
 
-The values live in the memory of the process that holds the sockets. One daphne process is one
-scrape target; with N gateway processes behind a load balancer, scrape every process (each has its
-own ``/metrics``) and add them up in the query, e.g. ``sum(cpms_ocpp_connected_chargers)``.
+The values live in the memory of the process that holds the sockets. The daphne processes that
+``python -m cpms.serve`` runs on one node share a ``PROMETHEUS_MULTIPROC_DIR``, so any of them
+answers for the node; with several nodes behind a load balancer, scrape every node and add them up
+in the query, e.g. ``sum(cpms_ocpp_connected_chargers)``.
 Celery workers hold no sockets and export none of these.
 
 On the hot path a frame costs one dictionary lookup and one counter increment; label values are

@@ -31,7 +31,9 @@ def test_the_settings_are_formatted_only_when_the_line_is_written():
 
 
 def test_timings_still_print_as_text_and_a_second_call_changes_nothing():
+    wrappers = (protocol.pformat, protocol.hltype, twisted_websocket.hlval)
     defer_websocket_debug_formatting()
+    assert (protocol.pformat, protocol.hltype, twisted_websocket.hlval) == wrappers
     timings = protocol.Timings()
     timings.track("onOpen")
     assert str(timings).startswith("{'onOpen': ")
