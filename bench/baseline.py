@@ -2,8 +2,10 @@
 schema-valid CALLRESULT, touching nothing else.
 
 It runs as one process with the socket settings of the full stack under daphne (no per-message
-compression, 1 MiB messages, a keepalive ping after 20 s and a 30 s ping timeout), so the ratio of
-the two is the cost of everything the full stack does beyond accept, parse and answer.
+compression, 1 MiB messages, and the keepalive of ``python -m cpms.serve``: ``--ping-interval`` and
+``--ping-timeout``, which the harness sets from ``CPMS_WS_PING_INTERVAL`` and
+``CPMS_WS_PING_TIMEOUT``), so the ratio of the two is the cost of everything the full stack does
+beyond accept, parse and answer.
 
 ``/control`` takes lines ``<charger id> <token>`` and sends that charger a command CALL carrying
 the token: the baseline's side of the command scenario.
@@ -30,8 +32,8 @@ from websockets.typing import Subprotocol
 
 from .dialects import PROTOCOLS, canned_result, dialect_for
 
-PING_INTERVAL = 20.0  # daphne's --ping-interval default
-PING_TIMEOUT = 30.0  # daphne's --ping-timeout default
+PING_INTERVAL = 300.0  # CPMS_WS_PING_INTERVAL's default
+PING_TIMEOUT = 30.0  # CPMS_WS_PING_TIMEOUT's default
 MAX_MESSAGE = 2**20  # daphne's --websocket-max-message-size default
 
 
@@ -98,7 +100,15 @@ def _select_subprotocol(
     return next((p for p in offered if p in PROTOCOLS), None)
 
 
-async def serve_forever(host: str, port: int, backlog: int, *, reuse_port: bool = False) -> None:
+async def serve_forever(
+    host: str,
+    port: int,
+    backlog: int,
+    *,
+    reuse_port: bool = False,
+    ping_interval: float = PING_INTERVAL,
+    ping_timeout: float = PING_TIMEOUT,
+) -> None:
     baseline = Baseline()
     stop = asyncio.get_running_loop().create_future()
     for signum in (signal.SIGTERM, signal.SIGINT):
@@ -110,8 +120,8 @@ async def serve_forever(host: str, port: int, backlog: int, *, reuse_port: bool 
         subprotocols=[Subprotocol(p) for p in PROTOCOLS],
         select_subprotocol=_select_subprotocol,
         compression=None,
-        ping_interval=PING_INTERVAL,
-        ping_timeout=PING_TIMEOUT,
+        ping_interval=ping_interval,
+        ping_timeout=ping_timeout,
         max_size=MAX_MESSAGE,
         backlog=backlog,
         server_header=None,
@@ -131,18 +141,25 @@ def main() -> None:
         default=1,
         help="server processes on the port (SO_REUSEPORT), as python -m cpms.serve runs ours",
     )
+    parser.add_argument("--ping-interval", type=float, default=PING_INTERVAL)
+    parser.add_argument("--ping-timeout", type=float, default=PING_TIMEOUT)
     args = parser.parse_args()
+    keepalive = {"ping_interval": args.ping_interval, "ping_timeout": args.ping_timeout}
     if args.processes <= 1:
         # 0: one of the children below, sharing the port.
         reuse_port = args.processes == 0
-        asyncio.run(serve_forever(args.host, args.port, args.backlog, reuse_port=reuse_port))
+        asyncio.run(
+            serve_forever(args.host, args.port, args.backlog, reuse_port=reuse_port, **keepalive)
+        )
         return
     # The others are children of this one, so the harness reads CPU and memory off one tree.
     command = [sys.executable, "-m", "bench.baseline", "--host", args.host, "--port"]
     command += [str(args.port), "--backlog", str(args.backlog), "--processes", "0"]
+    command += ["--ping-interval", str(args.ping_interval)]
+    command += ["--ping-timeout", str(args.ping_timeout)]
     children = [subprocess.Popen(command) for _ in range(args.processes - 1)]
     try:
-        asyncio.run(serve_forever(args.host, args.port, args.backlog, reuse_port=True))
+        asyncio.run(serve_forever(args.host, args.port, args.backlog, reuse_port=True, **keepalive))
     finally:
         for child in children:
             child.terminate()

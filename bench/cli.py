@@ -18,7 +18,7 @@ from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
-from cpms.serve import cores
+from cpms.serve import cores, keepalive_arguments
 
 from . import report
 from .database import ROOT, BenchDatabase, bench_database
@@ -208,6 +208,12 @@ def server_processes(asked: int, *, redis: bool) -> int:
     return asked or cores()
 
 
+def prepare_arguments(count: int, prefix: str, password: str) -> list[str]:
+    """``bench.stack prepare``'s arguments; the password as one argument, since a generated
+    one may begin with "-"."""
+    return ["prepare", "--count", str(count), "--prefix", prefix, f"--password={password}"]
+
+
 def run_stack_helper(env: dict[str, str], *arguments: str) -> dict[str, Any]:
     completed = subprocess.run(
         [sys.executable, "-m", "bench.stack", *arguments],
@@ -257,21 +263,17 @@ def main(argv: list[str] | None = None) -> int:
         + ("" if redis_url or not database.embedded else "; DATABASE_URL unset")
     )
     if OURS in servers:
-        print(f"full stack: daphne cpms.asgi:application on {stack_note}", flush=True)
+        print(f"full stack: python -m cpms.serve (daphne) on {stack_note}", flush=True)
     print(f"server processes: {args.processes} each", flush=True)
+    keepalive = keepalive_arguments()
+    print(f"keepalive ping after {keepalive[1]} s idle, {keepalive[3]} s timeout: both", flush=True)
 
     features: dict[str, Any] = {}
     if OURS in servers:
         database.reset_template()
         prepared = run_stack_helper(
             stack_env(database, redis_url, url=database.template_url),
-            "prepare",
-            "--count",
-            str(largest),
-            "--prefix",
-            options.prefix,
-            "--password",
-            options.password,
+            *prepare_arguments(largest, options.prefix, options.password),
         )
         features = run_stack_helper(options.stack_env, "features")
         print(
@@ -288,6 +290,7 @@ def main(argv: list[str] | None = None) -> int:
         "protocol": args.protocol,
         "full_stack": stack_note,
         "server_processes": args.processes,
+        "keepalive": {"ping_interval_s": int(keepalive[1]), "ping_timeout_s": int(keepalive[3])},
         "features": features,
         "scenarios": {},
     }

@@ -310,6 +310,8 @@ class Fleet:
         self._unsettled = 0
         self._all_settled = asyncio.Event()
         self.commands_seen = 0
+        # Seconds between one charger's calls in the closed loop; None: no pause (saturation).
+        self.pace: float | None = None
         host = urlsplit(self.url).hostname or ""
         # On loopback, each run dials from its own source addresses, so that sockets of earlier
         # runs left in TIME_WAIT never exhaust the ephemeral ports.
@@ -510,10 +512,30 @@ async def closed_loop_charger(charger: BenchCharger) -> None:
     if transaction_id is None:
         return
     charger.ready()
-    heartbeat = charger.fleet.dialect.heartbeat()
+    fleet = charger.fleet
+    heartbeat = fleet.dialect.heartbeat()
+    loop = asyncio.get_running_loop()
+    due: float | None = None
     while True:
         await charger.call(*heartbeat)
+        due = await _keep_pace(charger, loop, due)
         await charger.meter(transaction_id, 11_000.0, 1.0)
+        due = await _keep_pace(charger, loop, due)
+
+
+async def _keep_pace(
+    charger: BenchCharger, loop: asyncio.AbstractEventLoop, due: float | None
+) -> float | None:
+    """Between two calls of the closed loop: no wait while the fleet runs flat out; once the
+    fleet sets a pace, wait for this charger's next slot. The first slot falls at random within
+    one interval, so the fleet's calls spread evenly; a charger that fell behind sends at once
+    and catches up, as an open-loop generator would."""
+    pace = charger.fleet.pace
+    if pace is None:
+        return None
+    due = loop.time() + charger.rng.uniform(0, pace) if due is None else due + pace
+    await charger.idle(due)
+    return due
 
 
 async def storm_charger(charger: BenchCharger) -> None:

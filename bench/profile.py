@@ -27,8 +27,9 @@ def _idle(frames: list[str]) -> bool:
     inside a call, on PostgreSQL or on the event loop, is busy: it cannot take other work)."""
     if "Selector.select (selectors.py" in frames[-1]:
         return True
-    # A database lane waiting for its next call (a C-level queue get, so its own frame is the leaf).
-    if frames[-1].startswith("_run (chargers/dbpool.py"):
+    # A database lane waiting for its next call (a C-level queue get, so its own frame is the leaf;
+    # py-spy names it with its class, or without in older versions).
+    if re.match(r"(?:Lane\.)?_run \(chargers/dbpool\.py", frames[-1]):
         return True
     for frame, following in itertools.pairwise(frames):
         if frame.startswith("_worker (concurrent/futures/thread.py"):

@@ -35,12 +35,21 @@ LABELS: dict[str, str] = {
     "boot_max_ms": "BootNotification max (ms)",
     "storm_seconds": "storm over after (s)",
     "ramp_seconds": "fleet connected after (s)",
+    "drain_seconds": "then busy with the connects' work for (s)",
+    "drain_server_cpu_pct": "server CPU meanwhile (% of one core)",
     "commands_created_per_s": "commands created per second (of those offered)",
     "commands_per_s": "commands answered per second",
     "command_p50_ms": "command p50, created to charger (ms)",
     "command_p99_ms": "command p99 (ms)",
     "command_max_ms": "command max (ms)",
     "commands_lost": "commands not delivered",
+    "paced_offered_per_s": "paced: calls per second offered",
+    "paced_calls_per_s": "paced: replies per second",
+    "paced_p50_ms": "paced: reply p50 (ms)",
+    "paced_p99_ms": "paced: reply p99 (ms)",
+    "paced_max_ms": "paced: reply max (ms)",
+    "paced_errors": "paced: errors (CALLERROR + no reply)",
+    "paced_server_cpu_pct": "paced: server CPU (% of one core)",
 }
 
 SERVERS = (BASELINE, OURS)
@@ -75,7 +84,7 @@ def aggregate(runs: list[dict[str, Any]]) -> tuple[dict[str, Any], dict[str, tup
     for key in runs[0]:
         values = [run[key] for run in runs if key in run]
         if all(isinstance(v, int | float) and not isinstance(v, bool) for v in values) and values:
-            median[key] = round(statistics.median(values), 2)
+            median[key] = round(statistics.median(values), 3)
             spread[key] = (min(values), max(values))
         else:
             median[key] = values[-1] if values else None
@@ -217,7 +226,13 @@ def _figures_text(key: str, f: dict[str, Any], ratio: dict[str, float | None]) -
         text = f"{_number(f.get('calls_per_s'))} calls/s"
         if ratio.get("calls_per_s"):
             text += f" ({_number(ratio['calls_per_s'])}x)"
-        return text + f", p99 {_number(f.get('p99_ms'))} ms"
+        text += f", p99 {_number(f.get('p99_ms'))} ms"
+        if f.get("paced_calls_per_s") is not None:
+            text += (
+                f"; paced {_number(f.get('paced_calls_per_s'))}/s,"
+                f" p99 {_number(f.get('paced_p99_ms'))} ms"
+            )
+        return text
     if key == "s5":
         return (
             f"{f.get('booted', 0)} booted, {f.get('refused', 0)} refused, "

@@ -201,7 +201,7 @@ def route(*, primary: str, observer: str) -> dict[str, Any]:
     return {"route": route.pk, "legs": route.legs.count()}
 
 
-def main(argv: list[str] | None = None) -> None:
+def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="python -m bench.stack", description=__doc__.split("\n\n")[0]
     )
@@ -222,7 +222,11 @@ def main(argv: list[str] | None = None) -> None:
     routed = commands.add_parser("route")
     routed.add_argument("--primary", required=True)
     routed.add_argument("--observer", default="")
-    args = parser.parse_args(argv)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> None:
+    args = build_parser().parse_args(argv)
     _setup()
     if args.command == "features":
         _emit(features())

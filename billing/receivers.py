@@ -1,20 +1,30 @@
 """Billing's reactions to domain events: cheap, they enqueue tasks with ids.
 
-Every meter reading of every session is an event; whether its charger shows cost is read once
-per charger and minute (and again when it connects), so chargers that show no cost cost nothing.
+Every meter reading of every session is an event; whether its charger shows cost is remembered
+per charger for about a minute (and read again when it connects or boots), and the chargers of a
+batch of events that are not remembered are read together in one query, so chargers that show no
+cost cost nothing.
 """
 
 from __future__ import annotations
 
-import threading
-import time
 from typing import Any
 
-from chargers.events import domain_event
+from chargers.events import DomainEvent, domain_events, handle_each
+from chargers.remembered import Remembered
 
 SHOWS_COST_TTL = 60.0
-_shows_cost: dict[str, tuple[float, bool]] = {}
-_lock = threading.Lock()
+COST_EVENTS = frozenset({"session.meter", "session.started"})
+FORGETTING = frozenset({"charger.connected", "charger.booted"})
+
+
+def _read_shows_cost(identities: set[str]) -> dict[str, bool]:
+    from .record_services import chargers_showing_cost
+
+    return chargers_showing_cost(identities)
+
+
+SHOWS_COST: Remembered[bool] = Remembered(_read_shows_cost, seconds=SHOWS_COST_TTL, missing=False)
 
 
 def _session_id(data: dict[str, Any]) -> int | None:
@@ -23,47 +33,42 @@ def _session_id(data: dict[str, Any]) -> int | None:
 
 
 def charger_shows_cost(identity: str) -> bool:
-    now = time.monotonic()
-    with _lock:
-        hit = _shows_cost.get(identity)
-    if hit is not None and hit[0] > now:
-        return hit[1]
-    from chargers.models import Charger
-
-    from .record_services import cost_display_enabled
-
-    charger = Charger.objects.filter(identity=identity).first()
-    shows = charger is not None and cost_display_enabled(charger=charger)
-    with _lock:
-        _shows_cost[identity] = (now + SHOWS_COST_TTL, shows)
-    return shows
+    return SHOWS_COST.get(identity)
 
 
 def forget(identity: str | None = None) -> None:
-    with _lock:
-        if identity is None:
-            _shows_cost.clear()
-        else:
-            _shows_cost.pop(identity, None)
+    SHOWS_COST.forget(identity)
 
 
-def on_domain_event(sender: str, **kwargs: Any) -> None:
+def on_domain_events(sender: Any, *, events: list[DomainEvent], **kwargs: Any) -> None:
+    """A transaction's events in order: an ended session gets its CDR; a started or running
+    session on a charger that shows cost gets its tariff text or running cost."""
     from . import tasks
 
-    identity = str(kwargs.get("charger") or "")
-    if sender in ("charger.connected", "charger.booted"):
-        forget(identity)
-        return
-    session_id = _session_id(kwargs.get("data") or {})
-    if session_id is None:
-        return
-    if sender == "session.ended":
-        tasks.cdr_create.delay(session_id)
-    elif sender == "session.meter" and charger_shows_cost(identity):
-        tasks.running_cost_send.delay(session_id)
-    elif sender == "session.started" and charger_shows_cost(identity):
-        tasks.tariff_text_send.delay(session_id)
+    for event in events:
+        if event.kind in FORGETTING:
+            forget(event.charger)
+    shows = SHOWS_COST.get_many(
+        {
+            event.charger
+            for event in events
+            if event.kind in COST_EVENTS and _session_id(event.data) is not None
+        }
+    )
+
+    def handle(event: DomainEvent) -> None:
+        session_id = _session_id(event.data)
+        if session_id is None:
+            return
+        if event.kind == "session.ended":
+            tasks.cdr_create.delay(session_id)
+        elif event.kind == "session.meter" and shows[event.charger]:
+            tasks.running_cost_send.delay(session_id)
+        elif event.kind == "session.started" and shows[event.charger]:
+            tasks.tariff_text_send.delay(session_id)
+
+    handle_each(events, handle)
 
 
 def connect() -> None:
-    domain_event.connect(on_domain_event, dispatch_uid="billing.on_domain_event")
+    domain_events.connect(on_domain_events, dispatch_uid="billing.on_domain_event")

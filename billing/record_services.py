@@ -10,6 +10,7 @@ from __future__ import annotations
 import calendar
 import hashlib
 import logging
+from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import UTC, date, datetime, timedelta
 from decimal import ROUND_HALF_UP, Decimal
@@ -18,7 +19,8 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from django.conf import settings
 from django.db import IntegrityError, transaction
-from django.db.models import F, Q, Sum
+from django.db.models import F, OuterRef, Q, Subquery, Sum, Value
+from django.db.models.functions import Coalesce
 from django.utils import timezone
 
 from chargers.models import Charger, MeterSample, Session, SessionState
@@ -638,6 +640,28 @@ def cost_display_enabled(*, charger: Charger) -> bool:
     # A rule naming the vendor is more specific than one for the model of any vendor.
     rule = rules.order_by("-vendor").values_list("enabled", flat=True).first()
     return bool(rule)
+
+
+def chargers_showing_cost(identities: Iterable[str]) -> dict[str, bool]:
+    """``cost_display_enabled`` for many chargers in one query, by identity (chargers that do not
+    exist are left out)."""
+    own = CostDisplayRule.objects.filter(charger=OuterRef("pk")).values("enabled")[:1]
+    by_model = (
+        CostDisplayRule.objects.filter(
+            organization_id=OuterRef("organization_id"),
+            charger__isnull=True,
+            model__iexact=OuterRef("model"),
+        )
+        .filter(Q(vendor="") | Q(vendor__iexact=OuterRef("vendor")))
+        .order_by("-vendor")
+        .values("enabled")[:1]
+    )
+    rows = (
+        Charger.objects.filter(identity__in=list(identities))
+        .annotate(shows=Coalesce(Subquery(own), Subquery(by_model), Value(False)))
+        .values_list("identity", "shows")
+    )
+    return {identity: bool(shows) for identity, shows in rows}
 
 
 def _send(charger: Charger, action: str, payload: dict[str, Any]) -> None:

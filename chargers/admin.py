@@ -9,7 +9,7 @@ from django.contrib import admin, messages
 from django.db.models import QuerySet
 from django.http import HttpRequest
 
-from . import quirks
+from . import quirks, services
 from .models import (
     Alert,
     AlertDelivery,
@@ -145,12 +145,16 @@ class ChargerAdmin(admin.ModelAdmin):
 
     @admin.action(description="Accept registration of selected chargers")
     def accept_registration(self, request: HttpRequest, queryset: QuerySet[Charger]) -> None:
-        count = queryset.update(registration_status=RegistrationStatus.ACCEPTED)
+        count = services.chargers_registration_set(
+            charger_pks=queryset.values_list("pk", flat=True), status=RegistrationStatus.ACCEPTED
+        )
         self.message_user(request, f"{count} charger(s) accepted.", messages.SUCCESS)
 
     @admin.action(description="Reject registration of selected chargers")
     def reject_registration(self, request: HttpRequest, queryset: QuerySet[Charger]) -> None:
-        count = queryset.update(registration_status=RegistrationStatus.REJECTED)
+        count = services.chargers_registration_set(
+            charger_pks=queryset.values_list("pk", flat=True), status=RegistrationStatus.REJECTED
+        )
         self.message_user(request, f"{count} charger(s) rejected.", messages.WARNING)
 
 

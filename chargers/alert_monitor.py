@@ -22,12 +22,14 @@ from . import events
 from .alert_rules import (
     ACTIVE,
     OFFLINE,
+    AlertPolicy,
     error_severity,
     is_boot_loop,
     is_error_code,
     meter_went_backwards,
 )
 from .alerts import alert_clear, alert_policy, alert_raise, alerts_check
+from .events import DomainEvent, handle_each
 from .models import (
     Alert,
     AlertCondition,
@@ -55,9 +57,36 @@ def _charger(identity: str) -> Charger | None:
     )
 
 
+# Per thread, while a batch of events is handled: chargers known to have no active alert and no
+# pending condition of any kind, so that a check for something to clear needs no query.
+_batch = threading.local()
+
+
+def _known_clear(identity: str) -> bool:
+    clear: set[str] | None = getattr(_batch, "clear", None)
+    return clear is not None and identity in clear
+
+
+def _clear_among(identities: set[str]) -> set[str]:
+    """Those of the chargers with no active alert and no pending condition: two queries."""
+    busy = set(
+        Alert.objects.filter(state__in=ACTIVE, charger__identity__in=identities).values_list(
+            "charger__identity", flat=True
+        )
+    )
+    busy.update(
+        AlertCondition.objects.filter(charger__identity__in=identities).values_list(
+            "charger__identity", flat=True
+        )
+    )
+    return identities - busy
+
+
 def _anything_to_clear(identity: str, kinds: list[str], connector_id: int | None = None) -> bool:
     """Whether an alert or a pending condition of these kinds exists to clear: two indexed
     reads, so that the common case (a healthy status, a reconnect) writes nothing."""
+    if _known_clear(identity):
+        return False
     scope: dict[str, Any] = {"charger__identity": identity, "kind__in": kinds}
     if connector_id is not None:
         scope["connector_id"] = connector_id
@@ -123,6 +152,13 @@ def on_booted(*, identity: str, data: dict[str, Any]) -> None:
         .order_by("timestamp")
         .values_list("timestamp", flat=True)
     )
+    _boot_loop_check(charger, boots, now=now, policy=policy)
+
+
+def _boot_loop_check(
+    charger: Charger, boots: list[datetime], *, now: datetime, policy: AlertPolicy
+) -> None:
+    """``boots``: the charger's boots since the window that ends ``now`` began, in order."""
     if is_boot_loop(boots, now=now, count=policy.boot_loop_count, window=policy.boot_loop_window):
         minutes = int(policy.boot_loop_window.total_seconds() // 60)
         alert_raise(
@@ -136,6 +172,47 @@ def on_booted(*, identity: str, data: dict[str, Any]) -> None:
                 "window_seconds": policy.boot_loop_window.total_seconds(),
             },
         )
+
+
+@dataclass(frozen=True, slots=True)
+class RecentBoots:
+    """What the boot-loop checks of a transaction's boots read, read for all of them at once:
+    the chargers, and their boots since the window of the first check began (by charger pk, in
+    order). No handler of the transaction's events changes either."""
+
+    chargers: dict[str, Charger]
+    boots: dict[int, list[datetime]]
+
+
+def _recent_boots(identities: set[str], *, since: datetime) -> RecentBoots:
+    chargers = {
+        charger.identity: charger
+        for charger in Charger.objects.only(
+            "pk", "identity", "organization_id", "connected", "last_seen"
+        ).filter(identity__in=identities)
+    }
+    boots: dict[int, list[datetime]] = {charger.pk: [] for charger in chargers.values()}
+    for charger_pk, timestamp in (
+        ChargerEvent.objects.filter(
+            charger_id__in=list(boots), kind=ChargerEvent.Kind.BOOT, timestamp__gte=since
+        )
+        .order_by("timestamp")
+        .values_list("charger_id", "timestamp")
+    ):
+        boots[charger_pk].append(timestamp)
+    return RecentBoots(chargers, boots)
+
+
+def _on_booted_among(recent: RecentBoots, identity: str) -> None:
+    """``on_booted`` with what it reads read beforehand."""
+    charger = recent.chargers.get(identity)
+    if charger is None:
+        return
+    policy = alert_policy()
+    now = timezone.now()
+    start = now - policy.boot_loop_window
+    boots = [at for at in recent.boots[charger.pk] if at >= start]
+    _boot_loop_check(charger, boots, now=now, policy=policy)
 
 
 # --- Connector status and error codes ---------------------------------------------------------
@@ -336,14 +413,61 @@ _HANDLERS = {
 }
 
 
+# The handlers that only clear, and only after a check that finds something to clear: for a
+# charger with nothing active they read nothing and write nothing.
+_CLEAR_ONLY = {"charger.connected", "session.ended"}
+
+
 def receive(sender: str, *, charger: str, data: dict[str, Any], **_: Any) -> None:
     handler = _HANDLERS.get(sender)
     if handler is not None:
         handler(identity=charger, data=data)
 
 
+def receive_many(*, events: list[events.DomainEvent], **_: Any) -> None:
+    """A transaction's events in order. The chargers among them with nothing active are found in
+    two queries first; a healthy status or a reconnect of one of those then needs none. A handler
+    that may raise something takes its charger off that list for the events after it. The boot-
+    loop checks of several boots read their chargers and recent boots in two queries first."""
+    handled = [event for event in events if event.kind in _HANDLERS]
+    if not handled:
+        return
+    booted = [event.charger for event in handled if event.kind == "charger.booted"]
+    recent = (
+        _recent_boots(set(booted), since=timezone.now() - alert_policy().boot_loop_window)
+        if len(booted) > 1
+        else None
+    )
+    _batch.clear = _clear_among({event.charger for event in handled}) if len(handled) > 1 else set()
+
+    def handle(event: DomainEvent) -> None:
+        try:
+            if recent is not None and event.kind == "charger.booted":
+                _on_booted_among(recent, event.charger)
+            else:
+                _HANDLERS[event.kind](identity=event.charger, data=event.data)
+        finally:
+            if event.kind not in _CLEAR_ONLY and not _healthy_status(event):
+                _batch.clear.discard(event.charger)
+
+    try:
+        # One event's handler that fails is logged; the others are still handled.
+        handle_each(handled, handle)
+    finally:
+        _batch.clear = None
+
+
+def _healthy_status(event: events.DomainEvent) -> bool:
+    if event.kind != "connector.status":
+        return False
+    status = str(event.data.get("status") or "")
+    return status != ConnectorStatus.FAULTED and not is_error_code(
+        str(event.data.get("error_code") or "")
+    )
+
+
 def connect() -> None:
-    events.domain_event.connect(receive, dispatch_uid="chargers.alert_monitor")
+    events.domain_events.connect(receive_many, dispatch_uid="chargers.alert_monitor")
 
 
 # --- The periodic check ------------------------------------------------------------------------

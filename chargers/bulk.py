@@ -153,11 +153,19 @@ def last_seen_update(seen: dict[int, datetime]) -> None:
 def rows_update(model: type[Model], fields: Sequence[str], rows: Sequence[tuple[Any, ...]]) -> None:
     """Set ``fields`` of many rows, each given as ``(pk, *values)``, in one statement.
 
-    On PostgreSQL: ``UPDATE ... FROM unnest(<one array per column>)``. Elsewhere the ORM's
-    ``bulk_update``. A row given twice gets one of its values (give each once).
+    The rows are locked in ascending pk order, whatever order they come in: the one order every
+    batched writer of charger rows keeps (``chargers_boot_many`` too), so two processes writing
+    the same chargers' rows at once may wait for each other, never in a circle.
+
+    On PostgreSQL: ``UPDATE ... FROM unnest(<one array per column>)``, joined to a subquery that
+    locks the rows ``ORDER BY pk FOR NO KEY UPDATE``. It locks each row as its sorted rows come
+    out, and the UPDATE reaches a row only once the subquery has given it, so whichever way the
+    planner joins them the locks are taken in pk order. Elsewhere the ORM's ``bulk_update``, in
+    pk order. A row given twice gets one of its values (give each once).
     """
     if not rows:
         return
+    rows = sorted(rows, key=lambda row: row[0])
     connection = connections[router.db_for_write(model)]
     if connection.vendor != "postgresql":
         model._default_manager.bulk_update(
@@ -167,14 +175,22 @@ def rows_update(model: type[Model], fields: Sequence[str], rows: Sequence[tuple[
         )
         return
     quote = connection.ops.quote_name
+    table = quote(model._meta.db_table)
     columns = [model._meta.pk, *(model._meta.get_field(name) for name in fields)]
     names = [quote(column.column) for column in columns]  # type: ignore[union-attr,arg-type]
-    arrays = ", ".join(f"%s::{column.db_type(connection)}[]" for column in columns)
+    casts = [f"%s::{column.db_type(connection)}[]" for column in columns]
     assignments = ", ".join(f"{name} = new.{name}" for name in names[1:])
+    # Writing a key (unique) column takes the stronger lock: the UPDATE would take it anyway.
+    writes_key = any(getattr(column, "unique", False) for column in columns[1:])
+    strength = "UPDATE" if writes_key else "NO KEY UPDATE"
+    pk = names[0]
+    values = [list(values) for values in zip(*rows, strict=True)]
     with connection.cursor() as cursor:
         cursor.execute(
-            f"UPDATE {quote(model._meta.db_table)} AS target SET {assignments}"
-            f" FROM unnest({arrays}) AS new({', '.join(names)})"
-            f" WHERE target.{names[0]} = new.{names[0]}",
-            [list(values) for values in zip(*rows, strict=True)],
+            f"UPDATE {table} AS target SET {assignments}"
+            f" FROM (SELECT {pk} FROM {table} WHERE {pk} = ANY({casts[0]})"
+            f" ORDER BY {pk} FOR {strength}) AS locked,"
+            f" unnest({', '.join(casts)}) AS new({', '.join(names)})"
+            f" WHERE target.{pk} = locked.{pk} AND new.{pk} = locked.{pk}",
+            [values[0], *values],
         )

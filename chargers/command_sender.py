@@ -21,7 +21,7 @@ from typing import Any
 
 from django.conf import settings
 
-from . import command_services, dbpool, protocol
+from . import command_services, dbpool, groupcommit, protocol
 from .dbpool import background_sync_to_async, database_sync_to_async
 from .models import Frame
 
@@ -62,8 +62,10 @@ class CommandSender:
         self._waiting: list[int] = []  # a heap: oldest command first
         self._known: set[int] = set()
         self._wake = asyncio.Event()
-        # The command being claimed (its id and the message id it will go out with).
+        # The command being claimed (its id and the message id it will go out with), and the
+        # claim's write, which close() lets end before it fails what the connection leaves.
         self.claiming: tuple[int, str] | None = None
+        self._claim: asyncio.Task[command_services.Claim | None] | None = None
         self.flight: Flight | None = None
         self._task: asyncio.Task[None] | None = None
         # One CALL in flight to the charger, shared with upstreams' CALLs (routing.gateway).
@@ -136,13 +138,21 @@ class CommandSender:
     async def _deliver(self, command_pk: int) -> None:
         message_id = str(uuid.uuid4())
         self.claiming = (command_pk, message_id)
+        # Claimed with other connections' claims (chargers.groupcommit), in a task of its own: a
+        # claim is written even when the close cancels this one.
+        self._claim = asyncio.get_running_loop().create_task(
+            groupcommit.command_claims().submit(
+                command_services.ClaimIn(
+                    command_pk=command_pk,
+                    charger=self.charger,
+                    version=self.version,
+                    message_id=message_id,
+                )
+            ),
+            name=f"claim:{self.consumer.charger_identity}",
+        )
         try:
-            claim = await database_sync_to_async(command_services.command_claim)(
-                command_pk=command_pk,
-                charger=self.charger,
-                version=self.version,
-                message_id=message_id,
-            )
+            claim = await asyncio.shield(self._claim)
         finally:
             self.claiming = None
         if claim is None:
@@ -168,7 +178,8 @@ class CommandSender:
             )
             timeout = settings.CPMS_CALL_TIMEOUT
             try:
-                await asyncio.wait_for(asyncio.shield(flight.answered), timeout)
+                async with asyncio.timeout(timeout):
+                    await asyncio.shield(flight.answered)
             except TimeoutError:
                 if dispatcher.pending.pop(message_id, None) is not None:
                     await database_sync_to_async(command_services.command_timeout)(
@@ -193,14 +204,16 @@ class CommandSender:
         if flight is None or flight.message_id != message_id:
             return
         try:
-            await database_sync_to_async(command_services.command_answer_record)(
-                command_pk=flight.command_pk,
-                charger=self.charger,
-                action=flight.action,
-                payload=flight.payload,
-                message_id=message_id,
-                version=self.version,
-                answer=answer,
+            await groupcommit.command_answers().submit(
+                command_services.AnswerIn(
+                    command_pk=flight.command_pk,
+                    charger=self.charger,
+                    action=flight.action,
+                    payload=flight.payload,
+                    message_id=message_id,
+                    version=self.version,
+                    answer=answer,
+                )
             )
         finally:
             if not flight.answered.done():
@@ -222,6 +235,11 @@ class CommandSender:
                 pass
             except Exception:
                 logger.exception("command sender of %s failed", self.consumer.charger_identity)
+        claim = self._claim
+        if claim is not None and not claim.done():
+            # The claim goes on to the database: what follows must find the command as it
+            # leaves it (sent with the message id of ``in_flight``).
+            await asyncio.wait([claim])
         if in_flight is not None:
             self.consumer.dispatcher.pending.pop(in_flight[1], None)
         try:

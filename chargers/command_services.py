@@ -6,11 +6,14 @@ row, sends the CALL and records the answer here; every change is published as a
 ``command.updated`` event. The channel layer delivers at most once, so the row is the truth:
 ``commands_sweep`` times out what was never answered and sends waiting commands again.
 
-Every function is synchronous; the consumer calls them through one ``database_sync_to_async`` hop.
+Every function is synchronous; the consumer calls them through one ``database_sync_to_async`` hop,
+or (claims and answers, many connections' at once) through a group commit (chargers.groupcommit).
 """
 
 from __future__ import annotations
 
+import functools
+import json
 import logging
 from collections.abc import Iterable
 from contextlib import nullcontext
@@ -20,11 +23,12 @@ from typing import Any
 
 from django.conf import settings
 from django.contrib.auth.models import User
-from django.db import transaction
+from django.db import connection, connections, router, transaction
 from django.utils import timezone
 
 from cpms.models import ApiToken
-from routing.selectors import controlling_upstream
+from routing.models import LOCAL
+from routing.selectors import primary_upstream_sql
 
 from . import devicemodel, events, protocol
 from .commands import (
@@ -153,11 +157,7 @@ def _publish(command: Command, charger: Charger | Holder, *, deliver_to: str = "
 
     transaction.on_commit(committed)
     identity, data = charger.identity, event["data"]
-    transaction.on_commit(
-        lambda: events.notify(
-            EVENT_KIND, organization_pk=organization_pk, charger=identity, data=data
-        )
-    )
+    events.notify_after_commit(events.DomainEvent(EVENT_KIND, organization_pk, identity, data))
 
 
 def _deliver(charger: Charger, pks: Iterable[int]) -> None:
@@ -205,6 +205,49 @@ def _validated(action: str, payload: Any, version: str) -> None:
         ) from None
 
 
+@dataclass(frozen=True, slots=True)
+class Target:
+    """A command's charger as it is when the command is created (the caller's copy may be old:
+    connection state changes all the time)."""
+
+    identity: str
+    organization_pk: int
+    ocpp_version: str
+    connected: bool
+    channel_name: str
+    # The upstream that controls the charger when it is not local.
+    controller: str | None
+
+
+@functools.cache
+def _target_sql() -> str:
+    table = connection.ops.quote_name(Charger._meta.db_table)
+    return (
+        "SELECT charger.identity, charger.organization_id, charger.ocpp_version,"
+        f" charger.connected, charger.channel_name, {primary_upstream_sql('charger')}"
+        f" FROM {table} AS charger WHERE charger.id = %s"
+    )
+
+
+def _target(charger_pk: int) -> Target | None:
+    """The charger's row and its route's primary upstream, in one query with nothing for the ORM
+    to build: it runs for every command."""
+    with connection.cursor() as cursor:
+        cursor.execute(_target_sql(), [charger_pk])
+        row = cursor.fetchone()
+    if row is None:
+        return None
+    identity, organization_pk, version, connected, channel_name, primary = row
+    return Target(
+        identity=identity,
+        organization_pk=organization_pk,
+        ocpp_version=version,
+        connected=bool(connected),
+        channel_name=channel_name,
+        controller=primary if primary not in (None, LOCAL) else None,
+    )
+
+
 def command_create(
     *,
     charger: Charger,
@@ -220,32 +263,25 @@ def command_create(
 
     Checks that the charger's negotiated OCPP version has the action and that the payload
     matches its schema (``CommandInvalid``), and refuses an offline charger unless the command
-    may wait for it (``CommandRefused``). Who asked is a user, an API token, or a part of the
-    system named by ``system``.
+    may wait for it (``CommandRefused``), and a charger another CSMS controls
+    (``ControlledElsewhere``). Who asked is a user, an API token, or a part of the system named
+    by ``system``.
     """
-    # The caller's copy may be old: connection state changes all the time.
-    current = (
-        Charger.objects.filter(pk=charger.pk)
-        .values("ocpp_version", "connected", "channel_name", "identity", "organization_id")
-        .first()
-    )
-    if current is None:
+    target = _target(charger.pk)
+    if target is None:
         raise CommandRefused("The charger no longer exists.")
-    controller = controlling_upstream(
-        charger_pk=charger.pk, organization_pk=current["organization_id"]
-    )
-    if controller is not None:
-        raise ControlledElsewhere(current["identity"], controller)
-    version = current["ocpp_version"]
+    if target.controller is not None:
+        raise ControlledElsewhere(target.identity, target.controller)
+    version = target.ocpp_version
     if not version:
         raise CommandRefused(
-            f"{current['identity']} has never connected, so its OCPP version (and with it the "
+            f"{target.identity} has never connected, so its OCPP version (and with it the "
             "commands it takes) is not known yet."
         )
     _validated(action, payload, version)
-    connected = current["connected"]
+    connected = target.connected
     if not connected and not deliver_when_offline:
-        raise ChargerOffline(current["identity"])
+        raise ChargerOffline(target.identity)
     if isinstance(requested_by, User):
         source, user = Command.Source.USER, requested_by
     else:
@@ -272,15 +308,10 @@ def command_create(
             # 1.6 has no remote start id: the command's own id is the one its session carries.
             command.remote_start_id = command.pk
             command.save(update_fields=["remote_start_id"])
-        holder = Charger(
-            pk=charger.pk,
-            identity=current["identity"],
-            organization_id=current["organization_id"],
-            channel_name=current["channel_name"],
+        holder = Holder(
+            pk=charger.pk, identity=target.identity, organization_id=target.organization_pk
         )
-        channel = (
-            current["channel_name"] if connected and reachable(current["channel_name"]) else ""
-        )
+        channel = target.channel_name if connected and reachable(target.channel_name) else ""
         _publish(command, holder, deliver_to=channel)
     return command
 
@@ -385,14 +416,20 @@ def commands_waiting(*, charger_pk: int) -> list[int]:
 
 def commands_mark_queued(*, command_pks: list[int], charger: Holder) -> int:
     """Requested commands now wait in their connection's queue behind another CALL; one UPDATE
-    for them all. Returns how many moved."""
+    for them all. Returns how many moved.
+
+    The rows are locked (in pk order) as they are read, so a claim written meanwhile by the group
+    commit either comes first, and the command is not read, or waits: no "queued" event for a
+    command already sent."""
     transition(CommandState.REQUESTED, CommandState.QUEUED)
-    waiting = Command.objects.filter(
-        pk__in=command_pks, charger_id=charger.pk, state=CommandState.REQUESTED
-    )
-    actions = dict(waiting.values_list("pk", "action"))
-    moved = waiting.filter(pk__in=list(actions)).update(state=CommandState.QUEUED)
-    if moved:
+    with transaction.atomic():
+        actions = dict(
+            Command.objects.select_for_update(no_key=True)
+            .filter(pk__in=command_pks, charger_id=charger.pk, state=CommandState.REQUESTED)
+            .order_by("pk")
+            .values_list("pk", "action")
+        )
+        moved = Command.objects.filter(pk__in=list(actions)).update(state=CommandState.QUEUED)
         for pk, action in actions.items():
             _publish(Command(pk=pk, action=action, state=CommandState.QUEUED), charger)
     return moved
@@ -438,6 +475,173 @@ def command_claim(
     return Claim(command_pk=command.pk, action=command.action, payload=command.payload)
 
 
+@dataclass(frozen=True, slots=True)
+class ClaimIn:
+    """A connection's claim of a command, for ``command_claim_many``."""
+
+    command_pk: int
+    charger: Holder
+    version: str
+    message_id: str
+
+
+def command_claim_many(*, claims: list[ClaimIn]) -> list[Claim | None]:
+    """``command_claim`` for many connections' commands in one transaction; each one's Claim (or
+    None), in order.
+
+    On PostgreSQL one UPDATE (``_claims_update``) marks sent every command still waiting, of the
+    claim's charger and made for its OCPP version. The others go through ``command_claim``, which
+    fails a command made for another version and finds the rest not claimable; so does a second
+    claim of a command in the batch, after the first, as it would one after the other. Elsewhere
+    each claim goes through ``command_claim``.
+    """
+    postgresql = connections[router.db_for_write(Command)].vendor == "postgresql"
+    with transaction.atomic():
+        if not postgresql:
+            return [_claim(item) for item in claims]
+        first: dict[int, int] = {}
+        for index, item in enumerate(claims):
+            first.setdefault(item.command_pk, index)
+        now = timezone.now()
+        sent = _claims_update([claims[index] for index in first.values()], now)
+        results: list[Claim | None] = []
+        for index, item in enumerate(claims):
+            row = sent.get(item.command_pk) if first[item.command_pk] == index else None
+            if row is None:
+                results.append(_claim(item))
+                continue
+            action, payload, response_status, error_code = row
+            command = Command(
+                pk=item.command_pk,
+                charger_id=item.charger.pk,
+                action=action,
+                payload=payload,
+                ocpp_version=item.version,
+                state=CommandState.SENT,
+                message_id=item.message_id,
+                sent_at=now,
+                response_status=response_status,
+                error_code=error_code,
+            )
+            _publish(command, item.charger)
+            results.append(Claim(command_pk=command.pk, action=action, payload=payload))
+    return results
+
+
+def _claim(item: ClaimIn) -> Claim | None:
+    return command_claim(
+        command_pk=item.command_pk,
+        charger=item.charger,
+        version=item.version,
+        message_id=item.message_id,
+    )
+
+
+def _columns(db: Any) -> dict[str, str]:
+    """The command table's columns by field name, quoted for ``db``."""
+    return {field.name: db.ops.quote_name(field.column) for field in Command._meta.concrete_fields}
+
+
+def _claims_update(
+    claims: list[ClaimIn], now: datetime
+) -> dict[int, tuple[str, dict[str, Any], str, str]]:
+    """Mark each claimed command sent with its claim's message id, in one statement, if it still
+    waits, is the claim's charger's and was made for its OCPP version (give each command once).
+    Of those that moved, by pk: action, payload, response status and error code.
+
+    The rows are locked in ascending pk order, as ``bulk.rows_update`` locks them: two batches
+    claiming the same commands may wait for each other, never in a circle.
+    """
+    if not claims:
+        return {}
+    for state in WAITING:
+        transition(state, CommandState.SENT)  # the statement makes these moves
+    db = connections[router.db_for_write(Command)]
+    claims = sorted(claims, key=lambda item: item.command_pk)
+    table = db.ops.quote_name(Command._meta.db_table)
+    c = _columns(db)
+    pk, key = c["id"], Command._meta.pk.db_type(db)
+    waiting = sorted(WAITING)
+    with db.cursor() as cursor:
+        cursor.execute(
+            f"UPDATE {table} AS target"
+            f" SET {c['state']} = %s, {c['message_id']} = new.message_id, {c['sent_at']} = %s"
+            f" FROM (SELECT {pk} FROM {table} WHERE {pk} = ANY(%s::{key}[])"
+            f" AND {c['state']} = ANY(%s::text[]) ORDER BY {pk} FOR NO KEY UPDATE) AS locked,"
+            f" unnest(%s::{key}[], %s::{key}[], %s::text[], %s::text[])"
+            " AS new(id, charger_id, ocpp_version, message_id)"
+            f" WHERE target.{pk} = locked.{pk} AND new.id = locked.{pk}"
+            f" AND target.{c['state']} = ANY(%s::text[])"
+            f" AND target.{c['charger']} = new.charger_id"
+            f" AND target.{c['ocpp_version']} = new.ocpp_version"
+            f" RETURNING target.{pk}, target.{c['action']}, target.{c['payload']},"
+            f" target.{c['response_status']}, target.{c['error_code']}",
+            [
+                CommandState.SENT.value,
+                now,
+                [item.command_pk for item in claims],
+                waiting,
+                [item.command_pk for item in claims],
+                [item.charger.pk for item in claims],
+                [item.version for item in claims],
+                [item.message_id for item in claims],
+                waiting,
+            ],
+        )
+        rows = cursor.fetchall()
+    # jsonb comes back as text, as the ORM reads it (django.db.backends.postgresql).
+    return {
+        pk: (action, json.loads(value) if isinstance(value, str) else value, status, code)
+        for pk, action, value, status, code in rows
+    }
+
+
+def _answer_outcome(
+    action: str, version: str, message_id: str, answer: protocol.CallResult | protocol.CallError
+) -> tuple[CommandState, dict[str, Any]]:
+    """What an answer makes of its sent command: the state it moves to and the fields it sets
+    (checked against the action's schema; an answer that breaks it is an error)."""
+    now = timezone.now()
+    if isinstance(answer, protocol.CallError):
+        return CommandState.ERROR, {
+            "answered_at": now,
+            "error_code": answer.code[:50],
+            "error_description": answer.description,
+            "response": answer.details or None,
+        }
+    try:
+        protocol.validate(protocol.CALLRESULT, action, answer.payload, version, message_id)
+    except protocol.FrameError as exc:
+        return CommandState.ERROR, {
+            "answered_at": now,
+            "response": answer.payload,
+            "error_code": exc.code,
+            "error_description": f"The charger's answer does not match the schema: {exc.description}",
+        }
+    state, status = outcome(answer.payload)
+    return state, {"answered_at": now, "response": answer.payload, "response_status": status}
+
+
+def _has_effects(action: str, target: CommandState) -> bool:
+    """Whether the answer tells us something to keep beside the command (``_EFFECTS``)."""
+    return target != CommandState.ERROR and action in _EFFECTS
+
+
+def _answer_keep(
+    command: Command, target: CommandState, fields: dict[str, Any], charger: Holder
+) -> str:
+    """Move a sent command as its answer says, with what the answer tells us; its new state, or
+    "" when it no longer waits for this answer."""
+    effects = _has_effects(command.action, target)
+    # What the answer tells us is kept with the answer, or not at all.
+    with transaction.atomic() if effects else nullcontext():
+        if not _move(command, target, charger, **fields):
+            return ""
+        if effects:
+            _EFFECTS[command.action](command)
+    return command.state
+
+
 def command_answer_record(
     *,
     command_pk: int,
@@ -450,45 +654,155 @@ def command_answer_record(
 ) -> str:
     """Record the charger's answer to a sent command, with what the answer tells us; returns the
     command's new state ("" when the command no longer waits for this answer)."""
-    command = _sent(command_pk, charger, action, payload, message_id)
-    now = timezone.now()
-    if isinstance(answer, protocol.CallError):
-        target, fields = (
-            CommandState.ERROR,
-            {
-                "answered_at": now,
-                "error_code": answer.code[:50],
-                "error_description": answer.description,
-                "response": answer.details or None,
-            },
+    target, fields = _answer_outcome(action, version, message_id, answer)
+    return _answer_keep(
+        _sent(command_pk, charger, action, payload, message_id), target, fields, charger
+    )
+
+
+@dataclass(frozen=True, slots=True)
+class AnswerIn:
+    """A charger's answer to its command in flight, for ``command_answer_record_many``."""
+
+    command_pk: int
+    charger: Holder
+    action: str
+    payload: dict[str, Any]
+    message_id: str
+    version: str
+    answer: protocol.CallResult | protocol.CallError
+
+
+def command_answer_record_many(*, answers: list[AnswerIn]) -> list[str]:
+    """``command_answer_record`` for many chargers' answers in one transaction; each one's new
+    state ("" when its command no longer waits for it), in order.
+
+    On PostgreSQL the answers with nothing to keep beside the command, and those whose effects
+    can be kept for many at once (``_BATCH_EFFECTS``: ChangeConfiguration), move their commands
+    in one UPDATE (``_answers_update``); those effects follow in one statement each. Any other
+    answer with effects (``_EFFECTS``) is recorded on its own, with them, and so is a second
+    answer to a command in the batch, after the first, as it would be one after the other (a
+    charger has one CALL in flight, so one batch holds one answer of each charger's). Elsewhere
+    each answer is recorded on its own.
+    """
+    postgresql = connections[router.db_for_write(Command)].vendor == "postgresql"
+    with transaction.atomic():
+        if not postgresql:
+            return [_answer_record(item) for item in answers]
+        outcomes = [
+            _answer_outcome(item.action, item.version, item.message_id, item.answer)
+            for item in answers
+        ]
+        first: dict[int, int] = {}
+        for index, item in enumerate(answers):
+            first.setdefault(item.command_pk, index)
+        batched: dict[int, Command] = {}
+        for index, (item, (target, fields)) in enumerate(zip(answers, outcomes, strict=True)):
+            if first[item.command_pk] != index or (
+                _has_effects(item.action, target) and item.action not in _BATCH_EFFECTS
+            ):
+                continue
+            try:
+                transition(CommandState.SENT, target)
+            except IllegalTransition:
+                continue  # refused (and logged) by _move on its own
+            if target in FINISHED:
+                fields.setdefault("finished_at", timezone.now())
+            batched[index] = _sent(
+                item.command_pk, item.charger, item.action, item.payload, item.message_id
+            )
+        moved = _answers_update([(batched[index], *outcomes[index]) for index in sorted(batched)])
+        results: list[str] = []
+        effects: dict[str, list[Command]] = {}
+        for index, (item, (target, fields)) in enumerate(zip(answers, outcomes, strict=True)):
+            command = batched.get(index)
+            if command is None:
+                command = _sent(
+                    item.command_pk, item.charger, item.action, item.payload, item.message_id
+                )
+                results.append(_answer_keep(command, target, fields, item.charger))
+            elif command.pk in moved:
+                # As _move leaves it.
+                command.state = target
+                for name, value in fields.items():
+                    setattr(command, name, value)
+                _publish(command, item.charger)
+                results.append(command.state)
+                if _has_effects(item.action, target):
+                    effects.setdefault(item.action, []).append(command)
+            else:
+                results.append("")
+        # What the answers tell us, kept with them (in this transaction).
+        for action, commands in effects.items():
+            _BATCH_EFFECTS[action](commands)
+    return results
+
+
+# Set by every answer (``_answer_outcome``), and set by some only (kept as they are by others).
+_ANSWER_SETS = ("answered_at", "response")
+_ANSWER_MAY_SET = ("response_status", "error_code", "error_description", "finished_at")
+
+
+def _answers_update(rows: list[tuple[Command, CommandState, dict[str, Any]]]) -> set[int]:
+    """Move sent commands to the state their answers give, with the fields they set, in one
+    statement; the pks of those that moved. A command moves only if it is still sent with the
+    answer's message id, as ``_move`` checks (give each command once).
+
+    The rows are locked in ascending pk order, as ``bulk.rows_update`` locks them: two batches
+    writing the same commands may wait for each other, never in a circle.
+    """
+    if not rows:
+        return set()
+    db = connections[router.db_for_write(Command)]
+    rows = sorted(rows, key=lambda row: row[0].pk)
+    for _, _, fields in rows:
+        assert set(fields) <= {*_ANSWER_SETS, *_ANSWER_MAY_SET}, fields
+    table = db.ops.quote_name(Command._meta.db_table)
+    c = _columns(db)
+    pk, key = c["id"], Command._meta.pk.db_type(db)
+    moment = Command._meta.get_field("answered_at").db_type(db)
+    kept = ", ".join(
+        f"{c[name]} = COALESCE(new.{name}, target.{c[name]})" for name in _ANSWER_MAY_SET
+    )
+    response = [fields["response"] for _, _, fields in rows]
+    with db.cursor() as cursor:
+        cursor.execute(
+            f"UPDATE {table} AS target SET {c['state']} = new.state,"
+            f" {c['answered_at']} = new.answered_at, {c['response']} = new.response::jsonb, {kept}"
+            f" FROM (SELECT {pk} FROM {table} WHERE {pk} = ANY(%s::{key}[])"
+            f" AND {c['state']} = %s ORDER BY {pk} FOR NO KEY UPDATE) AS locked,"
+            f" unnest(%s::{key}[], %s::text[], %s::text[], %s::{moment}[], %s::text[],"
+            f" %s::text[], %s::text[], %s::text[], %s::{moment}[])"
+            " AS new(id, message_id, state, answered_at, response,"
+            " response_status, error_code, error_description, finished_at)"
+            f" WHERE target.{pk} = locked.{pk} AND new.id = locked.{pk}"
+            f" AND target.{c['state']} = %s AND target.{c['message_id']} = new.message_id"
+            f" RETURNING target.{pk}",
+            [
+                [command.pk for command, _, _ in rows],
+                CommandState.SENT.value,
+                [command.pk for command, _, _ in rows],
+                [command.message_id for command, _, _ in rows],
+                [target.value for _, target, _ in rows],
+                [fields["answered_at"] for _, _, fields in rows],
+                [None if value is None else json.dumps(value) for value in response],
+                *([fields.get(name) for _, _, fields in rows] for name in _ANSWER_MAY_SET),
+                CommandState.SENT.value,
+            ],
         )
-    else:
-        try:
-            protocol.validate(protocol.CALLRESULT, action, answer.payload, version, message_id)
-        except protocol.FrameError as exc:
-            target, fields = (
-                CommandState.ERROR,
-                {
-                    "answered_at": now,
-                    "response": answer.payload,
-                    "error_code": exc.code,
-                    "error_description": f"The charger's answer does not match the schema: {exc.description}",
-                },
-            )
-        else:
-            state, status = outcome(answer.payload)
-            target, fields = (
-                state,
-                {"answered_at": now, "response": answer.payload, "response_status": status},
-            )
-    effects = target != CommandState.ERROR and action in _EFFECTS
-    # What the answer tells us is kept with the answer, or not at all.
-    with transaction.atomic() if effects else nullcontext():
-        if not _move(command, target, charger, **fields):
-            return ""
-        if effects:
-            _EFFECTS[action](command)
-    return command.state
+        return {row[0] for row in cursor.fetchall()}
+
+
+def _answer_record(item: AnswerIn) -> str:
+    return command_answer_record(
+        command_pk=item.command_pk,
+        charger=item.charger,
+        action=item.action,
+        payload=item.payload,
+        message_id=item.message_id,
+        version=item.version,
+        answer=item.answer,
+    )
 
 
 def command_timeout(
@@ -650,14 +964,6 @@ def _rows(**filters: Any) -> list[Command]:
 # --- What an answer tells us -------------------------------------------------------------------------
 
 
-def _answer_effects(command: Command) -> None:
-    """Keep what an answer reports: configuration keys, device model values, data transfers,
-    the session a remote start began."""
-    handler = _EFFECTS.get(command.action)
-    if handler is not None:
-        handler(command)
-
-
 def _get_configuration(command: Command) -> None:
     answer = command.response or {}
     now = command.answered_at or timezone.now()
@@ -689,19 +995,30 @@ def _get_configuration(command: Command) -> None:
 
 
 def _change_configuration(command: Command) -> None:
-    if command.state != CommandState.ACCEPTED:
+    _change_configurations([command])
+
+
+def _change_configurations(commands: list[Command]) -> None:
+    """The values accepted ChangeConfigurations set, in one upsert for any number of chargers
+    (a group commit's answers): the last command's value of a key wins, as one by one, and the
+    rows are written in key order, so two upserts of the same keys cannot wait in a circle."""
+    rows: dict[tuple[int, str], ChargerConfigurationKey] = {}
+    for command in commands:
+        if command.state != CommandState.ACCEPTED:
+            continue
+        key = str(command.payload["key"])[:50]
+        rows[(command.charger_id, key)] = ChargerConfigurationKey(
+            charger_id=command.charger_id,
+            key=key,
+            value=str(command.payload["value"])[:500],
+            has_value=True,
+            reported_at=command.answered_at or timezone.now(),
+            command=command,
+        )
+    if not rows:
         return
     ChargerConfigurationKey.objects.bulk_create(
-        [
-            ChargerConfigurationKey(
-                charger_id=command.charger_id,
-                key=str(command.payload["key"])[:50],
-                value=str(command.payload["value"])[:500],
-                has_value=True,
-                reported_at=command.answered_at or timezone.now(),
-                command=command,
-            )
-        ],
+        [row for _, row in sorted(rows.items())],
         update_conflicts=True,
         unique_fields=["charger", "key"],
         update_fields=["value", "has_value", "reported_at", "command"],
@@ -811,6 +1128,8 @@ _EFFECTS = {
     "DataTransfer": _data_transfer,
     "RequestStartTransaction": _request_start,
 }
+# Effects a group commit's answers can keep together: each command's own, for a batch of them.
+_BATCH_EFFECTS = {"ChangeConfiguration": _change_configurations}
 
 
 # --- Remote starts and their sessions -----------------------------------------------------------------

@@ -14,12 +14,14 @@ import os
 import re
 import threading
 import zlib
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Mapping
+from dataclasses import dataclass, field
 from typing import Any
 
 from asgiref.sync import async_to_sync
 from channels.layers import InMemoryChannelLayer, get_channel_layer
 from django.db import transaction
+from django.db.backends.base.base import BaseDatabaseWrapper
 from django.dispatch import Signal
 
 from . import dbpool, watching
@@ -43,6 +45,20 @@ logger = logging.getLogger(__name__)
 # reservation_id, state, connector, reason, session), local_list.updated (data: state, version,
 # entries).
 domain_event = Signal()
+
+# The same events a transaction at a time: receivers get ``sender=None`` and ``events``, a list of
+# ``DomainEvent`` in the order they were published. A group commit publishes hundreds of events in
+# one transaction; a receiver that checks the database for each can check once for all of them.
+domain_events = Signal()
+
+
+@dataclass(frozen=True, slots=True)
+class DomainEvent:
+    kind: str
+    organization_pk: int
+    charger: str
+    data: dict[str, Any]
+
 
 _GROUP_UNSAFE = re.compile(r"[^a-zA-Z0-9_.-]")
 
@@ -102,8 +118,10 @@ def _enqueue(send: Callable[[Any], Awaitable[None]], key: str = "") -> None:
 # sender) sends through one loop of its own that lives as long as the process: the Redis layer
 # keeps its connections per loop, and a new loop per message would open new ones every time. Its
 # sends are handed to one sender task on that loop, in order, without waiting for Redis: a caller
-# that creates a command or finishes a task goes on at once. At exit, what is still queued is sent
-# (for at most ``PUBLISH_TIMEOUT`` seconds).
+# that creates a command or finishes a task goes on at once. That loop also follows the listened
+# groups (chargers.watching), as a server's does, so such a process too sends events only to
+# groups somebody listens to. At exit, what is still queued is sent (for at most
+# ``PUBLISH_TIMEOUT`` seconds).
 _publisher: tuple[int, asyncio.AbstractEventLoop, asyncio.Queue[Any]] | None = None
 _publisher_lock = threading.Lock()
 PUBLISH_TIMEOUT = 10.0
@@ -122,6 +140,7 @@ def _publisher_queue() -> tuple[asyncio.AbstractEventLoop, asyncio.Queue[Any]]:
             loop.call_soon_threadsafe(
                 lambda: loop.create_task(_sender(sends), name="cpms-event-sender")
             )
+            loop.call_soon_threadsafe(watching.start, loop)
             _publisher = (os.getpid(), loop, sends)
             atexit.register(_publisher_drain)
         return _publisher[1], _publisher[2]
@@ -197,23 +216,128 @@ def publish(kind: str, *, organization_pk: int, charger: str, data: dict[str, An
                     await layer.group_send(group, message)
 
             _dispatch(send, charger)
-        if not dbpool.receivers_after_commit(
-            notify, kind, organization_pk=organization_pk, charger=charger, data=data
-        ):
-            notify(kind, organization_pk=organization_pk, charger=charger, data=data)
 
     transaction.on_commit(committed)
+    notify_after_commit(DomainEvent(kind, organization_pk, charger, data))
+
+
+@dataclass(eq=False, slots=True)
+class _Batch:
+    """The domain events of one transaction (of one savepoint level of it), told together once it
+    commits."""
+
+    connection: BaseDatabaseWrapper
+    hooks: list[Any]
+    savepoints: set[str]
+    events: list[DomainEvent] = field(default_factory=list)
+    open: bool = True
+
+    def committed(self) -> None:
+        self.open = False
+        _deliver(self.events)
+
+
+def _deliver(batch: list[DomainEvent]) -> None:
+    if not dbpool.receivers_after_commit(notify_many, batch):
+        notify_many(batch)
+
+
+_batches = threading.local()
+
+
+def notify_after_commit(event: DomainEvent) -> None:
+    """Tell the receivers once the transaction commits, with the transaction's other events."""
+    connection = transaction.get_connection()
+    if not connection.in_atomic_block:  # autocommit: it has committed
+        _deliver([event])
+        return
+    batch: _Batch | None = getattr(_batches, "current", None)
+    savepoints = set(connection.savepoint_ids)
+    # The batch still waits for this transaction's commit, at this savepoint level, and no later
+    # batch began (a rollback, to a savepoint or of everything, gives the connection a new list
+    # of commit hooks; a savepoint of its own begins one).
+    if (
+        batch is not None
+        and batch.open
+        and batch.connection is connection
+        and batch.hooks is connection.run_on_commit
+        and batch.savepoints == savepoints
+    ):
+        batch.events.append(event)
+        return
+    batch = _Batch(connection, connection.run_on_commit, savepoints, [event])
+    _batches.current = batch
+    transaction.on_commit(batch.committed)
 
 
 def notify(kind: str, *, organization_pk: int, charger: str, data: dict[str, Any]) -> None:
-    """Tell the domain-event receivers now (``publish`` calls it after commit)."""
+    """Tell the domain-event receivers now (``publish`` tells them after commit)."""
+    notify_many([DomainEvent(kind, organization_pk, charger, data)])
+
+
+def notify_many(batch: list[DomainEvent]) -> None:
+    """Tell the receivers of batches, then those of single events, each event in order."""
+    if domain_events.receivers:
+        for receiver, result in domain_events.send_robust(sender=None, events=batch):
+            if isinstance(result, Exception):
+                logger.error("a receiver of events failed: %r", receiver, exc_info=result)
     if not domain_event.receivers:
         return
-    for receiver, result in domain_event.send_robust(
-        sender=kind, organization_pk=organization_pk, charger=charger, data=data
-    ):
-        if isinstance(result, Exception):
-            logger.error("a receiver of %s failed: %r", kind, receiver, exc_info=result)
+    for event in batch:
+        for receiver, result in domain_event.send_robust(
+            sender=event.kind,
+            organization_pk=event.organization_pk,
+            charger=event.charger,
+            data=event.data,
+        ):
+            if isinstance(result, Exception):
+                logger.error("a receiver of %s failed: %r", event.kind, receiver, exc_info=result)
+
+
+def handle_each(batch: list[DomainEvent], handle: Callable[[DomainEvent], None]) -> None:
+    """For a receiver of batches: ``handle`` each event in order; one that fails is logged and
+    the others are still handled, as they are by receivers of single events."""
+    for event in batch:
+        try:
+            handle(event)
+        except Exception:
+            logger.exception("a receiver of %s failed", event.kind)
+
+
+def tell(receivers: Mapping[str, Callable[..., None]], event: DomainEvent) -> None:
+    """The receiver of single events of the event's kind, if any, called as ``domain_event``
+    calls it."""
+    receiver = receivers.get(event.kind)
+    if receiver is not None:
+        receiver(
+            event.kind,
+            organization_pk=event.organization_pk,
+            charger=event.charger,
+            data=event.data,
+        )
+
+
+def handle_boots(
+    batch: list[DomainEvent],
+    *,
+    among: Callable[[set[str]], Mapping[str, Any]],
+    booted: Callable[[Any], object],
+    receivers: Mapping[str, Callable[..., None]],
+) -> None:
+    """For a receiver of batches that acts on boots: ``among`` looks the booted chargers up
+    together (identity to what a boot needs, only for those it concerns), then each event in
+    order goes to ``booted`` (a boot found there, with what was found) or to its receiver of
+    single events in ``receivers``. Boots come in storms: a server's group commit marks hundreds
+    of chargers booted at once."""
+    found = among({event.charger for event in batch if event.kind == "charger.booted"})
+
+    def handle(event: DomainEvent) -> None:
+        if event.kind != "charger.booted":
+            tell(receivers, event)
+        elif (value := found.get(event.charger)) is not None:
+            booted(value)
+
+    handle_each(batch, handle)
 
 
 def send_soon(send: Callable[[Any], Awaitable[None]], *, charger: str = "") -> None:

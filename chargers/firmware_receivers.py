@@ -9,7 +9,7 @@ from __future__ import annotations
 from typing import Any
 
 from .commands import FINISHED
-from .events import domain_event
+from .events import DomainEvent, domain_events, handle_boots
 from .firmware import ACTIVE_TARGET_STATES
 from .models import Charger, ChargerEvent, FirmwareTarget
 
@@ -42,36 +42,30 @@ def on_command_updated(sender: str, *, data: dict[str, Any], **_: Any) -> None:
     firmware_command_finished.delay(data["command"])
 
 
-def on_charger_booted(sender: str, *, charger: str, **_: Any) -> None:
-    # Boots come in storms: one indexed look-up, and a task only for a charger being updated.
-    pk = (
+def _being_updated(identities: set[str]) -> dict[str, int]:
+    """Of the chargers, those a campaign is updating, by identity to pk: one indexed query for
+    any number of chargers."""
+    if not identities:
+        return {}
+    return dict(
         FirmwareTarget.objects.filter(
-            charger__identity=charger, state__in=list(ACTIVE_TARGET_STATES)
-        )
-        .values_list("charger_id", flat=True)
-        .first()
+            charger__identity__in=identities, state__in=list(ACTIVE_TARGET_STATES)
+        ).values_list("charger__identity", "charger_id")
     )
-    if pk is None:
-        return
-    from .tasks import firmware_booted
-
-    firmware_booted.delay(pk)
 
 
 _BY_KIND = {
     "charger.event": on_charger_event,
     "command.updated": on_command_updated,
-    "charger.booted": on_charger_booted,
 }
 
 
-def on_domain_event(sender: str, **kwargs: Any) -> None:
-    # Signals match senders by identity, and equal strings need not be one object: match the
-    # kind here.
-    receiver = _BY_KIND.get(sender)
-    if receiver is not None:
-        receiver(sender, **kwargs)
+def on_domain_events(sender: Any, *, events: list[DomainEvent], **_: Any) -> None:
+    """A transaction's events in order; a booted charger a campaign is updating gets a task."""
+    from .tasks import firmware_booted
+
+    handle_boots(events, among=_being_updated, booted=firmware_booted.delay, receivers=_BY_KIND)
 
 
 def connect() -> None:
-    domain_event.connect(on_domain_event, dispatch_uid="chargers.firmware")
+    domain_events.connect(on_domain_events, dispatch_uid="chargers.firmware")

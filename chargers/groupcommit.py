@@ -1,7 +1,8 @@
 """Group commit for writes that must be persisted before the charger gets its answer.
 
 Every consumer of a server's event loop hands such a write (MeterValues inside a transaction, a
-charger marked connected, a BootNotification) to the loop's committer and waits for it. The committer writes whatever has gathered in one thread
+charger marked connected, a BootNotification, a command claimed for sending or its answer) to the
+loop's committer and waits for it. The committer writes whatever has gathered in one thread
 hop and one transaction, then answers each waiting consumer. Nothing waits on purpose: while one
 batch is written the next gathers, so a quiet gateway writes each message on its own and a busy
 one writes hundreds together, with a handful of statements. When a batch fails, its messages are
@@ -17,7 +18,7 @@ import weakref
 from collections.abc import Callable
 from typing import Generic, TypeVar
 
-from . import services
+from . import command_services, services
 from .dbpool import Late, commit_sync_to_async
 
 logger = logging.getLogger(__name__)
@@ -155,3 +156,23 @@ def boots() -> GroupCommit[services.Boot, services.BootResult]:
 
 def _boots_many(boots: list[services.Boot]) -> list[services.BootResult]:
     return services.chargers_boot_many(boots=boots)
+
+
+def command_claims() -> GroupCommit[command_services.ClaimIn, command_services.Claim | None]:
+    """The running loop's committer of commands claimed for sending."""
+    return committer(_command_claims_many)
+
+
+def _command_claims_many(
+    claims: list[command_services.ClaimIn],
+) -> list[command_services.Claim | None]:
+    return command_services.command_claim_many(claims=claims)
+
+
+def command_answers() -> GroupCommit[command_services.AnswerIn, str]:
+    """The running loop's committer of chargers' answers to their commands."""
+    return committer(_command_answers_many)
+
+
+def _command_answers_many(answers: list[command_services.AnswerIn]) -> list[str]:
+    return command_services.command_answer_record_many(answers=answers)

@@ -1,5 +1,6 @@
-"""Receivers that keep local authorization lists in sync: a charger's boot, the answers to the
-list's commands (domain events) and changes to id tokens (model signals).
+"""Receivers that keep local authorization lists in sync: chargers' boots, the answers to the
+list's commands (domain events, a transaction at a time) and changes to id tokens (model
+signals).
 
 They run in the thread that committed (often a charger's database thread of the gateway), so
 they only filter and hand ids to Celery tasks.
@@ -15,7 +16,7 @@ from django.db import transaction
 from django.db.models.signals import post_delete, post_save
 
 from .commands import FINISHED
-from .events import domain_event
+from .events import DomainEvent, domain_events, handle_boots
 from .locallist_models import LocalListSync
 from .models import Charger, IdToken
 
@@ -32,35 +33,53 @@ def on_command_updated(sender: str, *, data: dict[str, Any], **_: Any) -> None:
     local_list_command_finished.delay(data["command"])
 
 
-def on_charger_booted(sender: str, *, charger: str, **_: Any) -> None:
-    # Boots come in storms: a task only for a charger that has a list, or whose organization
-    # keeps tokens in local lists.
-    row = Charger.objects.filter(identity=charger).values_list("pk", "organization_id").first()
-    if row is None:
-        return
-    pk, organization_pk = row
-    if not (
-        LocalListSync.objects.filter(charger_id=pk).exists()
-        or IdToken.objects.filter(organization_id=organization_pk, local_list=True).exists()
-    ):
-        return
-    from .tasks import local_list_connected
-
-    local_list_connected.delay(pk)
+def _with_lists(identities: set[str]) -> dict[str, int]:
+    """Of the chargers, those that have a list or whose organization keeps tokens in local lists,
+    by identity to pk: three queries for any number of chargers."""
+    if not identities:
+        return {}
+    chargers = {
+        identity: (pk, organization_pk)
+        for identity, pk, organization_pk in Charger.objects.filter(
+            identity__in=identities
+        ).values_list("identity", "pk", "organization_id")
+    }
+    if not chargers:
+        return {}
+    with_sync = set(
+        LocalListSync.objects.filter(
+            charger_id__in=[pk for pk, _ in chargers.values()]
+        ).values_list("charger_id", flat=True)
+    )
+    others = {organization_pk for pk, organization_pk in chargers.values() if pk not in with_sync}
+    keeping = (
+        set(
+            IdToken.objects.filter(organization_id__in=others, local_list=True)
+            .values_list("organization_id", flat=True)
+            .order_by()
+            .distinct()
+        )
+        if others
+        else set()
+    )
+    return {
+        identity: pk
+        for identity, (pk, organization_pk) in chargers.items()
+        if pk in with_sync or organization_pk in keeping
+    }
 
 
 _BY_KIND: dict[str, Callable[..., None]] = {
     "command.updated": on_command_updated,
-    "charger.booted": on_charger_booted,
 }
 
 
-def on_domain_event(sender: str, **kwargs: Any) -> None:
-    # Signals match senders by identity, and equal strings need not be one object: match the
-    # kind here.
-    receiver = _BY_KIND.get(sender)
-    if receiver is not None:
-        receiver(sender, **kwargs)
+def on_domain_events(sender: Any, *, events: list[DomainEvent], **_: Any) -> None:
+    """A transaction's events in order; a booted charger that has a list, or whose organization
+    keeps tokens in local lists, gets a task."""
+    from .tasks import local_list_connected
+
+    handle_boots(events, among=_with_lists, booted=local_list_connected.delay, receivers=_BY_KIND)
 
 
 def _organization_changed(organization_pk: int) -> None:
@@ -85,7 +104,7 @@ def on_id_token_changed(sender: Any, instance: IdToken, **kwargs: Any) -> None:
 
 
 def connect() -> None:
-    domain_event.connect(on_domain_event, dispatch_uid="chargers.locallist")
+    domain_events.connect(on_domain_events, dispatch_uid="chargers.locallist")
     post_save.connect(on_id_token_changed, sender=IdToken, dispatch_uid="chargers.locallist.save")
     post_delete.connect(
         on_id_token_changed, sender=IdToken, dispatch_uid="chargers.locallist.delete"

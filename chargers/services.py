@@ -16,7 +16,7 @@ from typing import Any
 
 from django.conf import settings
 from django.db import IntegrityError, connections, router, transaction
-from django.db.models import F
+from django.db.models import F, Q
 from django.utils import timezone
 
 from cpms.models import Organization
@@ -95,6 +95,20 @@ def charger_update(*, charger: Charger, data: dict[str, Any]) -> Charger:
     if fields:
         charger.save(update_fields=fields)
     return charger
+
+
+def chargers_registration_set(*, charger_pks: Iterable[int], status: str) -> int:
+    """Set many chargers' registration status (it takes effect at each one's next boot); how
+    many chargers there were. Their rows are locked in pk order first, as every batched write
+    of charger rows does (see ``bulk.rows_update``)."""
+    with transaction.atomic():
+        locked = list(
+            Charger.objects.select_for_update(no_key=True)
+            .filter(pk__in=list(charger_pks))
+            .order_by("pk")
+            .values_list("pk", flat=True)
+        )
+        return Charger.objects.filter(pk__in=locked).update(registration_status=status)
 
 
 # --- Sites ---------------------------------------------------------------------------------------
@@ -1012,7 +1026,13 @@ def session_meter_values(
 def session_meter_values_many(*, messages: list[MeterValuesIn]) -> list[bool]:
     """``session_meter_values`` for many messages (of any chargers) in one transaction: the
     samples of every running session in one INSERT and their energies in one UPDATE. Whether
-    each message's session is known, in order."""
+    each message's session is known, in order.
+
+    The sessions' rows are locked in pk order, whatever order the messages come in, so two
+    processes writing the same sessions at once (a charger that reconnected elsewhere) may wait
+    for each other, never in a circle: by the UPDATE when it writes every message, else by one
+    statement before anything is written one by one.
+    """
     with transaction.atomic():
         known: list[bool | None] = [None] * len(messages)
         running: dict[int, OpenSession] = {}  # message index -> its running session
@@ -1046,6 +1066,8 @@ def session_meter_values_many(*, messages: list[MeterValuesIn]) -> list[bool]:
                 tally = entry.tally.add(metering.readings_from(messages[index].samples))
                 if tally is not None:
                     tallies[index] = tally
+        if len(tallies) < len(messages):
+            _sessions_lock(messages, running)
         for index in _open_sessions_update(
             {index: (running[index], tally) for index, tally in tallies.items()}
         ):
@@ -1060,6 +1082,22 @@ def session_meter_values_many(*, messages: list[MeterValuesIn]) -> list[bool]:
             if known[index] is None:
                 known[index] = _session_meter_values_apply(message, inserted=index in running)
     return [bool(k) for k in known]
+
+
+def _sessions_lock(messages: list[MeterValuesIn], running: dict[int, OpenSession]) -> None:
+    """Lock the sessions of a batch's messages in pk order, before the messages the UPDATE
+    cannot write are written one by one, each locking its session (in message order) as it goes.
+    ``running`` holds the pks of those the connections remember, by message index."""
+    wanted = Q(pk__in=[entry.pk for entry in running.values()])
+    for index, message in enumerate(messages):
+        if index not in running:
+            wanted |= Q(charger_id=message.charger_pk, transaction_id=message.transaction_id)
+    list(
+        Session.objects.select_for_update(no_key=True)
+        .filter(wanted)
+        .order_by("pk")
+        .values_list("pk", flat=True)
+    )
 
 
 def _session_meter_values_apply(message: MeterValuesIn, *, inserted: bool) -> bool:
@@ -1107,7 +1145,12 @@ def _session_meter_values_apply(message: MeterValuesIn, *, inserted: bool) -> bo
 
 def _open_sessions_update(changes: dict[int, tuple[OpenSession, metering.Tally]]) -> set[int]:
     """Write running sessions' new energies, each only if nothing else wrote the session since we
-    did; the keys of those written (their OpenSession updated to match)."""
+    did; the keys of those written (their OpenSession updated to match).
+
+    The rows are locked in pk order, as in ``bulk.rows_update``: on PostgreSQL the UPDATE joins
+    a subquery that locks them ``ORDER BY id FOR NO KEY UPDATE``, and reaches a row only once
+    the subquery has given it, whichever way the planner joins them.
+    """
     if not changes:
         return set()
     now = timezone.now()
@@ -1117,21 +1160,26 @@ def _open_sessions_update(changes: dict[int, tuple[OpenSession, metering.Tally]]
         for energy in [tally.energy()]
     }
     connection = connections[router.db_for_write(Session)]
+    keys = sorted(changes, key=lambda key: changes[key][0].pk)
     if connection.vendor == "postgresql":
-        keys = list(changes)
+        table = connection.ops.quote_name(Session._meta.db_table)
+        pks = [changes[key][0].pk for key in keys]
         with connection.cursor() as cursor:
             cursor.execute(
-                f"UPDATE {connection.ops.quote_name(Session._meta.db_table)} AS session"
+                f"UPDATE {table} AS session"
                 " SET energy_wh = running.energy_wh, corrections = running.corrections::jsonb,"
                 " updated_at = %s"
-                " FROM unnest(%s::bigint[], %s::timestamptz[], %s::numeric[], %s::text[])"
+                f" FROM (SELECT id FROM {table} WHERE id = ANY(%s::bigint[])"
+                " ORDER BY id FOR NO KEY UPDATE) AS locked,"
+                " unnest(%s::bigint[], %s::timestamptz[], %s::numeric[], %s::text[])"
                 " AS running(id, version, energy_wh, corrections)"
-                " WHERE session.id = running.id AND session.updated_at = running.version"
-                " AND session.state = %s"
+                " WHERE session.id = locked.id AND running.id = locked.id"
+                " AND session.updated_at = running.version AND session.state = %s"
                 " RETURNING session.id",
                 [
                     now,
-                    [changes[key][0].pk for key in keys],
+                    pks,
+                    pks,
                     [changes[key][0].updated_at for key in keys],
                     [figures[key][0] for key in keys],
                     [json.dumps(figures[key][1]) for key in keys],
@@ -1143,7 +1191,8 @@ def _open_sessions_update(changes: dict[int, tuple[OpenSession, metering.Tally]]
     else:
         written = {
             key
-            for key, (entry, _) in changes.items()
+            for key in keys
+            for entry in [changes[key][0]]
             if Session.objects.filter(
                 pk=entry.pk, state=SessionState.ACTIVE, updated_at=entry.updated_at
             ).update(energy_wh=figures[key][0], corrections=figures[key][1], updated_at=now)
@@ -1775,6 +1824,12 @@ def _journal_publish(frames: list[FrameRow]) -> None:
 
 
 def _statuses_write(statuses: list[StatusRow]) -> None:
+    """Upsert each connector's latest status and append every status to its history.
+
+    The upsert locks the rows it updates in the order it is given them, so it is given them in
+    key order (charger, connector number): two processes flushing the same connectors at once
+    may wait for each other, never in a circle.
+    """
     latest: dict[tuple[int, int], StatusRow] = {}
     for row in statuses:
         key = (row.charger_pk, row.connector_id)
@@ -1795,7 +1850,7 @@ def _statuses_write(statuses: list[StatusRow]) -> None:
                 vendor_error_code=row.vendor_error_code,
                 status_at=row.timestamp,
             )
-            for row in latest.values()
+            for _, row in sorted(latest.items())
         ],
         update_conflicts=True,
         unique_fields=["charger", "connector_id"],

@@ -162,7 +162,8 @@ class SimulatedCharger(Answers16):
             self.stats.by_action[action] = self.stats.by_action.get(action, 0) + 1
             await self.ws.send(json.dumps([2, message_id, action, payload]))
             try:
-                frame = await asyncio.wait_for(future, self.config.call_timeout)
+                async with asyncio.timeout(self.config.call_timeout):
+                    frame = await future
             except TimeoutError:
                 self.stats.timeouts += 1
                 raise

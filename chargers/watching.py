@@ -14,9 +14,12 @@ of the event publishing of S4 (bench/RESULTS.md). So:
   socket of its own is added before the socket is accepted;
 - ``listened(group)`` tells a publisher whether to send.
 
-A process that has not read the set yet, or cannot read it, publishes everything, as do processes
-that serve no sockets (Celery, management commands) and the embedded default (in-memory channel
-layer, one process): there, a send to an empty group costs nothing worth saving. Delivery of live
+A process that serves no sockets (Celery, management commands) follows the set on the loop it
+publishes from (``chargers.events``), from its first publication on. A process that has not read
+the set yet, or cannot read it, publishes everything, as does the embedded default (in-memory
+channel layer, one process): there, a send to an empty group costs nothing worth saving. So a
+listener must register its group (``watch``) before it can count on events: joining the group
+on the channel layer alone is not enough once the set has been read. Delivery of live
 events was at most once before and stays so; the database is the truth.
 """
 
@@ -133,6 +136,7 @@ async def follow() -> None:
 
 
 def start(loop: asyncio.AbstractEventLoop) -> None:
-    """Follow the registered groups on the server's loop (called from inside it)."""
+    """Follow the registered groups on the server's loop, or a publishing process's (called from
+    inside it)."""
     if enabled():
         loop.create_task(follow(), name="cpms-live-watched")

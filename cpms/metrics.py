@@ -69,8 +69,9 @@ call_errors_sent = Counter(
 
 handshakes_shed = Counter(
     "cpms_ocpp_handshakes_shed",
-    "OCPP handshakes refused unchecked because the process was busy (too many pending) or "
-    "dropped because their login could not start before their deadline (late)",
+    "OCPP handshakes refused unchecked because the process was busy (too many logins pending, "
+    "or its event loop running late) or dropped because their login could not start before "
+    "their deadline (late)",
     ["reason"],
 )
 

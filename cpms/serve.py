@@ -3,7 +3,8 @@
 One daphne process runs one event loop on one core, and a gateway's work (handshakes, frames,
 events) is the event loop's. This command binds the port itself, once per process, with
 ``SO_REUSEPORT``, so the kernel spreads new connections evenly over the processes, and starts one
-``daphne cpms.asgi:application`` on each socket. It restarts a process that dies (the socket stays
+daphne on each socket (``python -m cpms.daphneserver``: daphne, sweeping its connections every
+``CPMS_WS_SWEEP_INTERVAL`` seconds). It restarts a process that dies (the socket stays
 open, so connections waiting in its backlog are served by the new one) and stops them all on
 SIGTERM or SIGINT.
 
@@ -54,6 +55,19 @@ def channel_layer_spans_processes() -> bool:
 
     backend = str(settings.CHANNEL_LAYERS["default"]["BACKEND"])
     return "InMemory" not in backend
+
+
+def keepalive_arguments() -> list[str]:
+    """daphne's keepalive options from the settings (CPMS_WS_PING_INTERVAL, CPMS_WS_PING_TIMEOUT)."""
+    os.environ.setdefault("DJANGO_SETTINGS_MODULE", "cpms.settings")
+    from django.conf import settings
+
+    return [
+        "--ping-interval",
+        str(settings.CPMS_WS_PING_INTERVAL),
+        "--ping-timeout",
+        str(settings.CPMS_WS_PING_TIMEOUT),
+    ]
 
 
 def process_count(asked: int | None, *, shared_layer: bool) -> int:
@@ -127,7 +141,7 @@ class Supervisor:
         command = [
             sys.executable,
             "-m",
-            "daphne",
+            "cpms.daphneserver",
             "-e",
             f"fd:fileno={fd}",
             *self.daphne_arguments,
@@ -249,7 +263,8 @@ def main(argv: list[str] | None = None) -> int:
     count = process_count(args.processes, shared_layer=channel_layer_spans_processes())
     extra = [a for a in args.daphne_arguments if a != "--"]
     # No maximum WebSocket lifetime: a charger keeps its connection until it or we close it.
-    daphne_arguments = ["--websocket_timeout", "-1", *extra]
+    # Options after -- come last, so they win over these.
+    daphne_arguments = ["--websocket_timeout", "-1", *keepalive_arguments(), *extra]
     if not args.access_log:
         # Verbosity 0 turns daphne's access log off; the project's own logging is set by
         # LOGGING (LOG_LEVEL), which daphne's level does not change.

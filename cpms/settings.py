@@ -334,6 +334,16 @@ CPMS_AUTO_REGISTER_ORG = env.str("CPMS_AUTO_REGISTER_ORG", default="")
 CPMS_MAX_FRAME_BYTES = env.int("CPMS_MAX_FRAME_BYTES", default=65536)
 # How long to wait for a charger's answer to a CALL we sent, in seconds.
 CPMS_CALL_TIMEOUT = env.float("CPMS_CALL_TIMEOUT", default=30.0)
+# Seconds a charger's socket may be idle before the server sends it a WebSocket ping, and seconds
+# without the pong before the socket is closed (python -m cpms.serve; daphne alone pings every
+# 20 s). Chargers ping on their own (WebSocketPingInterval) and send heartbeats, so the server's
+# ping is the last resort for a half-open socket, and 10,000 sockets pinged every 20 s cost the
+# event loop 500 pings a second.
+CPMS_WS_PING_INTERVAL = env.int("CPMS_WS_PING_INTERVAL", default=300)
+CPMS_WS_PING_TIMEOUT = env.int("CPMS_WS_PING_TIMEOUT", default=30)
+# Seconds between the server's walks of all its connections (reaping ended applications, handshake
+# deadlines, keepalive pings), at most the ping interval; daphne alone walks every 1 and 2 s.
+CPMS_WS_SWEEP_INTERVAL = env.float("CPMS_WS_SWEEP_INTERVAL", default=5.0)
 # Handshakes one server process checks at once; past that, new ones are refused at once (the
 # charger retries after its back-off) rather than queued past daphne's connect timeout.
 CPMS_MAX_PENDING_HANDSHAKES = env.int("CPMS_MAX_PENDING_HANDSHAKES", default=500)
@@ -377,7 +387,8 @@ CPMS_COMMAND_POLL_INTERVAL = env.float("CPMS_COMMAND_POLL_INTERVAL", default=0.2
 # run on the same one, in order. 0 runs them all on Channels' one shared thread. SQLite uses 1.
 CPMS_DB_THREADS = env.int("CPMS_DB_THREADS", default=8)
 # Batched writes (journal, heartbeats, statuses, meter samples outside sessions).
-CPMS_FLUSH_INTERVAL = env.float("CPMS_FLUSH_INTERVAL", default=0.25)
+# A flush costs about the same for one row as for hundreds: a quiet fleet's flushes are its CPU.
+CPMS_FLUSH_INTERVAL = env.float("CPMS_FLUSH_INTERVAL", default=1.0)
 CPMS_FLUSH_MAX_ROWS = env.int("CPMS_FLUSH_MAX_ROWS", default=2000)
 # Vendor ids whose DataTransfer messages are accepted and recorded with no code handler.
 CPMS_DATATRANSFER_ACCEPT_VENDORS = env.list("CPMS_DATATRANSFER_ACCEPT_VENDORS", default=[])

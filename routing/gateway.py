@@ -350,7 +350,8 @@ class Router:
             return
         grace = self.route.policy.primary_grace_seconds
         try:
-            await asyncio.wait_for(primary.up.wait(), grace)
+            async with asyncio.timeout(grace):
+                await primary.up.wait()
             return
         except TimeoutError:
             pass
@@ -678,7 +679,8 @@ class Router:
                 original=call.message_id,
             )
             try:
-                await asyncio.wait_for(asyncio.shield(answered), settings.CPMS_CALL_TIMEOUT)
+                async with asyncio.timeout(settings.CPMS_CALL_TIMEOUT):
+                    await asyncio.shield(answered)
             except TimeoutError:
                 self.to_charger.pop(message_id, None)
                 logger.info(
@@ -763,7 +765,8 @@ class UpstreamLeg:
         ws = self.ws
         if ws is not None:
             with contextlib.suppress(Exception):
-                await asyncio.wait_for(ws.close(), 5)
+                async with asyncio.timeout(5):
+                    await ws.close()
         if self.task is not None and self.task is not asyncio.current_task():
             self.task.cancel()
             try:
@@ -959,7 +962,8 @@ class UpstreamLeg:
     async def wait_up(self, timeout: float) -> None:
         if not self.up.is_set():
             try:
-                await asyncio.wait_for(self.up.wait(), timeout)
+                async with asyncio.timeout(timeout):
+                    await self.up.wait()
             except TimeoutError:
                 raise PrimaryUnavailable(f"{self.name} is unreachable") from None
 
@@ -998,7 +1002,8 @@ class UpstreamLeg:
     ) -> protocol.CallResult | protocol.CallError:
         message_id, future, sent_at = waiter
         try:
-            answer = await asyncio.wait_for(future, timeout)
+            async with asyncio.timeout(timeout):
+                answer = await future
         except TimeoutError:
             self.pending.pop(message_id, None)
             raise PrimaryUnavailable(f"{self.name} did not answer within {timeout:g}s") from None
@@ -1132,13 +1137,12 @@ class UpstreamLeg:
                     continue
                 self._tx_changed.clear()
                 try:
-                    await asyncio.wait_for(
-                        self._tx_changed.wait(),
+                    async with asyncio.timeout(
                         min(
-                            settings.CPMS_ROUTING_ANSWER_TIMEOUT,
-                            settings.CPMS_ROUTING_HOLD_TIMEOUT,
-                        ),
-                    )
+                            settings.CPMS_ROUTING_ANSWER_TIMEOUT, settings.CPMS_ROUTING_HOLD_TIMEOUT
+                        )
+                    ):
+                        await self._tx_changed.wait()
                 except TimeoutError:
                     logger.info(
                         "%s: %s for transaction %s held for %s: no id there yet",
@@ -1339,9 +1343,8 @@ class LocalObserver:
             while isinstance(payload, remap.Held) and not self.closing:
                 self._tx_changed.clear()
                 try:
-                    await asyncio.wait_for(
-                        self._tx_changed.wait(), settings.CPMS_ROUTING_ANSWER_TIMEOUT
-                    )
+                    async with asyncio.timeout(settings.CPMS_ROUTING_ANSWER_TIMEOUT):
+                        await self._tx_changed.wait()
                 except TimeoutError:
                     logger.info("%s: %s held for local", self.router.identity, call.action)
                 payload = remap.to_upstream(call.action, call.payload, self.router.version, self.tx)

@@ -242,7 +242,9 @@ async def _answer(ws: Any, message_id: str) -> list[Any]:
         timeout = deadline - asyncio.get_running_loop().time()
         if timeout <= 0:
             raise TimeoutError(f"no answer to {message_id}")
-        frame = json.loads(await asyncio.wait_for(ws.recv(), timeout))
+        async with asyncio.timeout(timeout):
+            text = await ws.recv()
+        frame = json.loads(text)
         if not isinstance(frame, list) or len(frame) < 3:
             continue
         if frame[0] == 2:

@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import functools
 from dataclasses import dataclass, field, replace
 from urllib.parse import quote
 
+from django.db import connection
 from django.db.models import Prefetch, Q
 
 from chargers.models import Charger
@@ -197,15 +199,35 @@ def route_for_charger_pk(*, charger_pk: int, organization_pk: int, identity: str
     return ResolvedRoute(primary=primary, observers=observers, policy=policy, scope=route.scope)
 
 
-def controlling_upstream(*, charger_pk: int, organization_pk: int) -> str | None:
-    """The upstream that controls a charger when it is not ``local``, else None."""
-    route = _applicable_route(charger_pk=charger_pk, organization_pk=organization_pk)
-    if route is None:
-        return None
-    primary = next((leg for leg in route.legs.all() if leg.role == RouteLeg.Role.PRIMARY), None)
-    if primary is None or primary.upstream.is_local:
-        return None
-    return primary.upstream.name
+@functools.cache
+def primary_upstream_sql(charger: str) -> str:
+    """``route_for_charger`` down to one value, as SQL for a query that reads the charger row
+    anyway (aliased ``charger``): a scalar subquery giving the name of the primary upstream of
+    the route that applies to it (its own, else its site's, its organization's, the global
+    one), NULL when none applies or that route has no primary (``local`` answers then).
+
+    Read in the statement that needs it, it is what the last committed routing change left, by
+    whichever process (API, dashboard, admin, Celery, a policy file): nothing to keep in step.
+    """
+    route, leg, upstream = (
+        connection.ops.quote_name(model._meta.db_table) for model in (Route, RouteLeg, Upstream)
+    )
+    # The most specific first, in Route.Scope's order.
+    rank = " ".join(
+        f"WHEN '{scope}' THEN {index}" for index, scope in enumerate(Route.Scope.values)
+    )
+    return (
+        f"(SELECT upstream.name FROM {leg} AS leg"
+        f" JOIN {upstream} AS upstream ON upstream.id = leg.upstream_id"
+        f" WHERE leg.role = '{RouteLeg.Role.PRIMARY.value}' AND leg.route_id = ("
+        f"SELECT route.id FROM {route} AS route"
+        f" WHERE (route.scope = '{Route.Scope.CHARGER.value}' AND route.charger_id = {charger}.id)"
+        f" OR (route.scope = '{Route.Scope.SITE.value}' AND route.site_id = {charger}.site_id)"
+        f" OR (route.scope = '{Route.Scope.ORGANIZATION.value}'"
+        f" AND route.organization_id = {charger}.organization_id)"
+        f" OR route.scope = '{Route.Scope.GLOBAL.value}'"
+        f" ORDER BY CASE route.scope {rank} END LIMIT 1))"
+    )
 
 
 def charger_replay_frames(*, identity: str) -> list[str]:

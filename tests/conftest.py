@@ -18,7 +18,7 @@ from typing import Any
 import pytest
 from django.conf import settings
 
-from chargers import services
+from chargers import events, services
 from chargers.models import Charger, IdToken, Site
 from cpms.models import Organization
 
@@ -45,8 +45,9 @@ def database_url_for_test_db() -> str:
 
 
 class ServerProcess:
-    """``daphne cpms.asgi:application`` on a free port, pointed at the test database; with
-    ``serve``, ``python -m cpms.serve`` and those arguments instead."""
+    """``daphne cpms.asgi:application`` on a free port, pointed at the test database, with
+    ``daphne_args`` before the application; with ``serve``, ``python -m cpms.serve`` and those
+    arguments instead."""
 
     def __init__(
         self,
@@ -54,6 +55,7 @@ class ServerProcess:
         *,
         preexec_fn: Callable[[], None] | None = None,
         serve: list[str] | None = None,
+        daphne_args: list[str] | None = None,
     ):
         self.port = free_port()
         self.log_path = ROOT / "var" / f"server-{self.port}.log"
@@ -66,7 +68,7 @@ class ServerProcess:
         }
         self._log = open(self.log_path, "w")  # noqa: SIM115 - closed in stop()
         command = [sys.executable, "-m", "daphne", "-b", "127.0.0.1", "-p", str(self.port)]
-        command.append("cpms.asgi:application")
+        command += [*(daphne_args or []), "cpms.asgi:application"]
         if serve is not None:
             command = [sys.executable, "-m", "cpms.serve", "--port", str(self.port), *serve]
         self.process = subprocess.Popen(
@@ -182,6 +184,16 @@ def server(
     wait_until_quiet()
 
 
+def booted(charger: Charger | str) -> events.DomainEvent:
+    """A charger's accepted boot as a domain event; given a bare identity, one of a charger the
+    database does not know."""
+    if isinstance(charger, str):
+        return events.DomainEvent("charger.booted", 0, charger, {"status": "Accepted"})
+    return events.DomainEvent(
+        "charger.booted", charger.organization_id, charger.identity, {"status": "Accepted"}
+    )
+
+
 @pytest.fixture
 def organization(db: Any) -> Organization:
     return Organization.objects.create(name="Acme Charging", slug="acme")
@@ -218,6 +230,27 @@ def charger(make_charger: Any) -> Charger:
 @pytest.fixture
 def id_token(organization: Organization) -> IdToken:
     return services.id_token_create(organization=organization, token="TAG-OK")
+
+
+@pytest.fixture
+def tasks_sent() -> Iterator[list[tuple[str, tuple[Any, ...]]]]:
+    """The Celery tasks sent, in order, as (name, arguments). They run where they are sent, as on
+    the embedded default, also when the suite runs with a broker."""
+    from celery.signals import task_prerun
+
+    from cpms.celery import app
+
+    sent: list[tuple[str, tuple[Any, ...]]] = []
+
+    def record(sender: Any, *, args: Any = (), **_: Any) -> None:
+        sent.append((sender.name, tuple(args)))
+
+    eager, propagates = app.conf.task_always_eager, app.conf.task_eager_propagates
+    app.conf.task_always_eager = app.conf.task_eager_propagates = True
+    task_prerun.connect(record, weak=False)
+    yield sent
+    task_prerun.disconnect(record)
+    app.conf.task_always_eager, app.conf.task_eager_propagates = eager, propagates
 
 
 def _retry_flush_on_deadlock() -> None:

@@ -15,6 +15,8 @@ from urllib.parse import urlsplit, urlunsplit
 
 import pytest
 
+from bench.cli import prepare_arguments
+from bench.stack import build_parser
 from chargers import models as charger_models
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -41,7 +43,7 @@ def harness_run(tmp_path_factory: pytest.TempPathFactory) -> dict:
     # Small and fast, with intervals short enough that heartbeats, meter values and sessions all
     # fall inside the window.
     command = [
-        sys.executable, "-m", "bench", "s2", "s6",
+        sys.executable, "-m", "bench", "s2", "s4", "s6",
         "--repeat", "1",
         "--chargers", "6",
         "--duration", "3",
@@ -89,6 +91,8 @@ def test_says_which_stack_it_measured(harness_run):
     expected = len(os.sched_getaffinity(0)) if os.environ.get("REDIS_URL") else 1
     assert record["server_processes"] == expected
     assert f"server processes: {expected} each" in harness_run["stdout"]
+    # Both servers ping an idle socket as python -m cpms.serve has daphne do.
+    assert record["keepalive"] == {"ping_interval_s": 300, "ping_timeout_s": 30}
 
 
 @pytest.mark.parametrize("server", ["baseline", "ours"])
@@ -115,6 +119,26 @@ def test_ratios_compare_ours_with_the_baseline(harness_run):
     assert [t["target"] for t in summary["targets"]] == ["p99 reply under 100 ms", "zero errors"]
 
 
+@pytest.mark.parametrize("server", ["baseline", "ours"])
+def test_the_closed_loop_runs_flat_out_then_at_the_set_pace(harness_run, server):
+    summary = harness_run["record"]["scenarios"]["s4"]
+    figures = summary["median"][server]
+    assert figures["connected"] == 6
+    assert figures["errors"] == 0, figures["error_samples"]
+    # Six chargers, each calling every 0.5 s: 12 calls/s offered. Paced, the fleet waits for its
+    # slots, so it cannot send more than its slots in the window (a few late calls caught up
+    # aside); flat out it sends as fast as replies come back.
+    assert figures["paced_offered_per_s"] == 12
+    assert 0 < figures["paced_calls_per_s"] <= 12 + 6 / figures["paced_window_seconds"]
+    assert figures["paced_calls_per_s"] < figures["calls_per_s"]
+    assert 0 < figures["paced_p50_ms"] <= figures["paced_p99_ms"] <= figures["paced_max_ms"]
+    assert figures["paced_errors"] == 0
+    assert {"Heartbeat", "MeterValues"} == set(figures["paced_by_action"])
+    assert "then paced, each charger calling every 0.5 s (~12 calls/s offered)" in summary["sizes"]
+    target = summary["targets"][0]
+    assert target["target"].endswith("(paced window)")
+
+
 def test_commands_run_on_the_baseline_and_say_when_ours_has_no_command_path(harness_run):
     summary = harness_run["record"]["scenarios"]["s6"]
     baseline = summary["median"]["baseline"]
@@ -130,3 +154,13 @@ def test_commands_run_on_the_baseline_and_say_when_ours_has_no_command_path(harn
             "not available: the command path does not exist yet"
         )
         assert "S6 ours n/a, baseline " in harness_run["stdout"].strip().splitlines()[-1]
+
+
+def test_a_password_that_begins_with_a_dash_reaches_the_stack_helper():
+    args = build_parser().parse_args(prepare_arguments(12, "BENCH-", "-Xy_9"))
+    assert (args.command, args.count, args.prefix, args.password) == (
+        "prepare",
+        12,
+        "BENCH-",
+        "-Xy_9",
+    )

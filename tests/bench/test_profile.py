@@ -7,6 +7,8 @@ from bench.profile import _idle
 
 def test_a_database_lane_waiting_for_its_next_call_is_idle() -> None:
     assert _idle(["_bootstrap (threading.py:1002)", "_run (chargers/dbpool.py:80)"])
+    # As py-spy names a method now: with its class.
+    assert _idle(["Thread._bootstrap (threading.py:1002)", "Lane._run (chargers/dbpool.py:117)"])
 
 
 def test_a_database_lane_inside_a_call_is_busy() -> None:

@@ -8,9 +8,11 @@ from decimal import Decimal
 from typing import Any
 
 import pytest
+from django.db import connection
 from django.test import override_settings
+from django.test.utils import CaptureQueriesContext
 
-from chargers import events
+from chargers import alert_monitor, events
 from chargers.alert_monitor import monitoring_check
 from chargers.models import (
     Alert,
@@ -22,6 +24,7 @@ from chargers.models import (
     Session,
 )
 from tests.chargers.conftest import T0, Clock
+from tests.conftest import booted
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
@@ -366,3 +369,170 @@ def test_a_silent_session_that_ends_clears_its_alert(online, clock):
     emit(online, "session.ended", session=session.pk, connector=1, transaction_id="101")
     alert.refresh_from_db()
     assert alert.state == "resolved" and alert.mttr_seconds == 5.0
+
+
+def status(charger: Charger, connector: int, state: str, clock: Clock) -> events.DomainEvent:
+    error = "GroundFailure" if state == "Faulted" else "NoError"
+    data = {"connector": connector, "status": state, "error_code": error, "timestamp": stamp(clock)}
+    return events.DomainEvent("connector.status", charger.organization_id, charger.identity, data)
+
+
+@override_settings(CPMS_ALERT_DEBOUNCE=0)
+def test_a_transactions_healthy_statuses_are_checked_together_and_still_clear(
+    online, make_charger, clock
+):
+    # Twenty chargers' statuses in one group commit, one of them with a fault to clear.
+    fleet = [online, *(make_charger(f"CP-FLEET-{n}") for n in range(19))]
+    events.notify_many([status(online, 1, "Faulted", clock)])
+    assert Alert.objects.filter(kind="connector_faulted", state="open").count() == 1
+    clock.advance(30)
+    healthy = [status(charger, n, "Available", clock) for charger in fleet for n in (0, 1, 2)]
+    with CaptureQueriesContext(connection) as queries:
+        events.notify_many(healthy)
+    assert set(Alert.objects.values_list("state", flat=True)) == {"resolved"}
+    # Two reads found the one charger with something to clear; only its statuses were checked
+    # one by one, and the other nineteen chargers' fifty-seven cost nothing more.
+    statements = [query["sql"] for query in queries.captured_queries]
+    together = [sql for sql in statements if "CP-FLEET-7" in sql]
+    assert len(together) == 2
+    assert all("CP-FLEET-1" in sql and online.identity in sql for sql in together)
+    one_by_one = [sql for sql in statements if sql.startswith('SELECT 1 AS "a"')]
+    assert 0 < len(one_by_one) <= 3 * 2
+    assert all(online.identity in sql and "CP-FLEET" not in sql for sql in one_by_one)
+
+
+@override_settings(CPMS_ALERT_OFFLINE_GRACE=0)
+def test_what_an_event_raises_is_cleared_by_a_later_event_of_the_same_transaction(online, clock):
+    other = Charger.objects.create(
+        identity="CP-OTHER", organization_id=online.organization_id, connected=True
+    )
+    # Both chargers start with nothing active; the first drops and comes back in one batch.
+    events.notify_many(
+        [
+            events.DomainEvent("charger.disconnected", online.organization_id, online.identity, {}),
+            events.DomainEvent("charger.connected", other.organization_id, other.identity, {}),
+            events.DomainEvent("charger.connected", online.organization_id, online.identity, {}),
+        ]
+    )
+    assert not AlertCondition.objects.exists()
+    assert not Alert.objects.filter(state__in=["open", "acknowledged"]).exists()
+
+
+@pytest.fixture
+def rebooting(make_charger: Any, clock: Clock) -> dict[str, Charger]:
+    """Chargers' boots before the storm (seconds before now), each also booting now: two in a
+    loop, one whose first boot has left the window, and fifty that booted once."""
+    chargers = {}
+    history = {"LOOP-1": [500, 200, 0], "LOOP-2": [100, 50, 0], "EDGE": [700, 300, 0]}
+    history.update({f"ONCE-{n}": [0] for n in range(50)})
+    for identity, ago in history.items():
+        chargers[identity] = make_charger(
+            identity, password=None, connected=True, last_seen=clock.now
+        )
+        ChargerEvent.objects.bulk_create(
+            ChargerEvent(
+                charger=chargers[identity],
+                kind=ChargerEvent.Kind.BOOT,
+                status="Accepted",
+                timestamp=clock.now - timedelta(seconds=seconds),
+            )
+            for seconds in ago
+        )
+    return chargers
+
+
+def boot_storm(chargers: dict[str, Charger], once: int) -> list[events.DomainEvent]:
+    """The loops among chargers that booted once, in an order not the chargers' order; LOOP-2
+    boots twice, and LOOP-1 drops before its boot and is back after it."""
+    rest = [booted(chargers[f"ONCE-{n}"]) for n in range(once)]
+    loop_1 = chargers["LOOP-1"]
+    return [
+        events.DomainEvent("charger.disconnected", loop_1.organization_id, loop_1.identity, {}),
+        booted(chargers["LOOP-2"]),
+        *rest[: once // 2],
+        booted(chargers["EDGE"]),
+        booted(loop_1),
+        events.DomainEvent("charger.connected", loop_1.organization_id, loop_1.identity, {}),
+        *rest[once // 2 :],
+        booted(chargers["LOOP-2"]),
+    ]
+
+
+def alerts_now() -> list[tuple[Any, ...]]:
+    return list(
+        Alert.objects.order_by("pk").values_list(
+            "charger__identity", "kind", "state", "fault_at", "message", "details", "occurrences"
+        )
+    )
+
+
+def forget_alerts() -> None:
+    Alert.objects.all().delete()
+    AlertCondition.objects.all().delete()
+
+
+@override_settings(
+    CPMS_ALERT_BOOT_LOOP_COUNT=3, CPMS_ALERT_BOOT_LOOP_WINDOW=600, CPMS_ALERT_OFFLINE_GRACE=0
+)
+def test_a_transactions_boots_raise_the_boot_loops_one_by_one_would(rebooting, clock):
+    batch = boot_storm(rebooting, 10)
+    events.notify_many(batch)
+    raised = alerts_now()
+    assert [(identity, kind, state) for identity, kind, state, *_ in raised] == [
+        ("LOOP-1", "offline", "resolved"),
+        ("LOOP-2", "boot_loop", "open"),
+        ("LOOP-1", "boot_loop", "open"),
+    ]
+    loop_2 = raised[1]
+    assert loop_2[3:] == (
+        T0 - timedelta(seconds=100),
+        "3 boots within 10 min",
+        {"boots": 3, "window_seconds": 600.0},
+        2,  # it booted twice in the storm
+    )
+    assert raised[2][3] == T0 - timedelta(seconds=500)
+
+    forget_alerts()
+    for event in batch:
+        events.notify_many([event])
+    assert alerts_now() == raised
+
+
+@override_settings(
+    CPMS_ALERT_BOOT_LOOP_COUNT=3, CPMS_ALERT_BOOT_LOOP_WINDOW=600, CPMS_ALERT_OFFLINE_GRACE=0
+)
+def test_a_storm_of_boots_costs_the_same_queries_for_few_chargers_as_for_many(rebooting, clock):
+    def queries(batch: list[events.DomainEvent]) -> list[str]:
+        forget_alerts()
+        with CaptureQueriesContext(connection) as captured:
+            alert_monitor.receive_many(events=batch)
+        return [query["sql"] for query in captured.captured_queries]
+
+    few, many = queries(boot_storm(rebooting, 5)), queries(boot_storm(rebooting, 50))
+    assert len(few) == len(many)
+    # The chargers are read by identity once for their boots, and twice for anything to clear
+    # (their alerts, their pending conditions).
+    assert len([sql for sql in many if "ONCE-49" in sql]) == 2 + 1
+    assert Alert.objects.filter(kind="boot_loop").count() == 2
+
+
+@override_settings(CPMS_ALERT_OFFLINE_GRACE=0)
+def test_a_handler_that_fails_for_one_event_leaves_the_others_handled(online, monkeypatch):
+    from chargers import alert_monitor
+
+    def broken(*, identity: str, data: dict[str, Any]) -> None:
+        raise RuntimeError("handler bug")
+
+    monkeypatch.setitem(alert_monitor._HANDLERS, "charger.connected", broken)
+    other = Charger.objects.create(
+        identity="CP-OTHER", organization_id=online.organization_id, connected=True
+    )
+    events.notify_many(
+        [
+            events.DomainEvent("charger.connected", other.organization_id, other.identity, {}),
+            events.DomainEvent("charger.disconnected", online.organization_id, online.identity, {}),
+        ]
+    )
+    assert Alert.objects.filter(charger=online, kind="offline").exists() or (
+        AlertCondition.objects.filter(charger=online, kind="offline").exists()
+    )

@@ -1,9 +1,10 @@
-"""Bulk writes of the hot path: what goes in comes back exactly, refusals are Django's errors, and
-a flush of last-seen times is one statement."""
+"""Bulk writes of the hot path: what goes in comes back exactly, refusals are Django's errors, a
+flush of last-seen times is one statement, and rows are locked in pk order."""
 
 from __future__ import annotations
 
 import json
+import re
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 
@@ -13,6 +14,7 @@ from django.test.utils import CaptureQueriesContext
 
 from chargers import bulk
 from chargers.models import Charger, Frame, MeterSample
+from tests.chargers.rowlocks import OtherConnection, locked_rows
 
 pytestmark = pytest.mark.django_db
 
@@ -53,6 +55,33 @@ def test_last_seen_times_are_one_statement(make_charger):
     assert dict(Charger.objects.filter(pk__in=seen).values_list("pk", "last_seen")) == seen
     untouched.refresh_from_db()
     assert untouched.last_seen is None
+
+
+@pytest.mark.django_db(transaction=True)
+def test_rows_are_locked_in_pk_order_whatever_order_they_come_in(make_charger):
+    low, middle, high = make_charger("CP-1"), make_charger("CP-2"), make_charger("CP-3")
+    # Rewritten low last: the table now holds the rows high first, as a plan that scans it
+    # would meet them.
+    Charger.objects.filter(pk=middle.pk).update(heartbeat_interval=60)
+    Charger.objects.filter(pk=low.pk).update(heartbeat_interval=60)
+    seen = [(charger.pk, T0) for charger in (high, middle, low)]
+    if connection.vendor == "postgresql":
+        with transaction.atomic():
+            # Another transaction holds the middle row; the write waits for it holding the row
+            # below, and none above (which another batch may hold, waiting for the middle one).
+            Charger.objects.select_for_update(no_key=True).get(pk=middle.pk)
+            flush = OtherConnection(lambda: bulk.rows_update(Charger, ["last_seen"], seen))
+            flush.wait_until_blocked()
+            assert locked_rows(Charger._meta.db_table, [low.pk, high.pk]) == {low.pk}
+        flush.outcome()
+    else:
+        # One lock for the whole database: what is left to see is the rows named in pk order.
+        with CaptureQueriesContext(connection) as queries:
+            bulk.rows_update(Charger, ["last_seen"], seen)
+        [update] = [q["sql"] for q in queries.captured_queries if q["sql"].startswith("UPDATE")]
+        [named] = re.findall(r" IN \(([\d, ]+)\)", update)
+        assert [int(pk) for pk in named.split(", ")] == [low.pk, middle.pk, high.pk]
+    assert set(Charger.objects.values_list("last_seen", flat=True)) == {T0}
 
 
 def sample_row(

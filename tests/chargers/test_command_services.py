@@ -1,5 +1,6 @@
 """Command services against the database, without a socket: creating (and refusing) commands,
-retries, each step a connection records, the sweep, and remote starts finding their sessions."""
+refusing them for a charger another CSMS controls as soon as routing says so, retries, each step a
+connection records, the sweep, and remote starts finding their sessions."""
 
 from __future__ import annotations
 
@@ -13,8 +14,8 @@ from channels.layers import get_channel_layer
 from django.contrib.auth.models import User
 from django.utils import timezone
 
-from chargers import command_services, events, protocol, services
-from chargers.command_services import CommandInvalid, CommandRefused
+from chargers import command_services, events, protocol, services, watching
+from chargers.command_services import CommandInvalid, CommandRefused, ControlledElsewhere
 from chargers.models import (
     Charger,
     ChargerConfigurationKey,
@@ -22,8 +23,13 @@ from chargers.models import (
     Connector,
     Session,
 )
-from cpms.models import Role
+from cpms.models import Organization, Role
 from cpms.services import api_token_create
+from routing.models import LOCAL, Route, RouteLeg, Upstream
+from routing.policy_services import policy_apply, policy_from_data, policy_plan
+from routing.selectors import route_for_charger
+from routing.services import upstream_local
+from tests.chargers.rowlocks import OtherConnection
 
 pytestmark = pytest.mark.django_db
 
@@ -150,6 +156,7 @@ def test_a_created_command_is_published_and_sent_to_the_connection(
     layer = get_channel_layer()
     listener = async_to_sync(layer.new_channel)()
     async_to_sync(layer.group_add)(events.charger_group("CP-ON"), listener)
+    async_to_sync(watching.watch)(events.charger_group("CP-ON"))  # as a live socket registers
     # The test process holds this charger's socket, as a server process would.
     consumer = async_to_sync(layer.new_channel)()
     Charger.objects.filter(pk=online.pk).update(channel_name=consumer)
@@ -187,6 +194,109 @@ def test_only_a_reachable_connection_is_told(online, settings):
     settings.CHANNEL_LAYERS = {"default": {"BACKEND": "channels_redis.core.RedisChannelLayer"}}
     assert command_services.reachable("specific.elsewhere!1")
     assert not command_services.reachable("")
+
+
+# --- Routing ---------------------------------------------------------------------------------------
+
+
+def controller_refusing(charger: Charger) -> str | None:
+    """The upstream a command for the charger is refused for, or None if it is created."""
+    try:
+        create(charger)
+    except ControlledElsewhere as refused:
+        return refused.upstream
+    return None
+
+
+def primary(upstream: str, observer: str | None = None) -> list[dict[str, str]]:
+    legs = [{"upstream": upstream, "role": "primary"}]
+    return legs + ([{"upstream": observer, "role": "observer"}] if observer else [])
+
+
+def test_a_cut_over_applied_just_before_a_command_decides_it_both_ways(online):
+    def route(legs: list[dict[str, str]]) -> None:
+        data = {
+            "upstreams": {"legacy": {"url": "ws://legacy.example.com:9000/ocpp"}},
+            "routes": [{"charger_id": online.identity, "upstreams": legs}],
+        }
+        plan = policy_plan(
+            policy=policy_from_data(data, organization_id=None), organization_id=None
+        )
+        policy_apply(plan=plan, source="api", actor="ops@example.com")
+
+    assert controller_refusing(online) is None
+    route(primary("legacy", observer=LOCAL))
+    with pytest.raises(ControlledElsewhere, match="controlled by the upstream CSMS 'legacy'"):
+        create(online)
+    route(primary(LOCAL, observer="legacy"))
+    assert controller_refusing(online) is None
+    assert Command.objects.filter(charger=online).count() == 2
+
+
+def test_the_most_specific_route_decides_as_the_gateway_resolves_it(online, site, organization):
+    def upstream(name: str) -> Upstream:
+        return Upstream.objects.create(name=name, url=f"ws://{name}.example:9000/ocpp")
+
+    def route(legs: list[tuple[Upstream, str]], **target: Any) -> Route:
+        made = Route.objects.create(scope=next(iter(target), "global"), **target)
+        for leg_upstream, role in legs:
+            RouteLeg.objects.create(route=made, upstream=leg_upstream, role=role)
+        return made
+
+    def decided(expected: str | None) -> None:
+        resolved = route_for_charger(charger=online)
+        assert (None if resolved.local_controls else resolved.primary.upstream) == expected
+        assert controller_refusing(online) == expected
+
+    local, alpha, beta, gamma = (
+        upstream_local(),
+        upstream("alpha"),
+        upstream("beta"),
+        upstream("gamma"),
+    )
+    route([(alpha, "primary")])
+    decided("alpha")
+    other = Organization.objects.create(name="Other", slug="other")
+    route([(gamma, "primary")], organization=other)
+    decided("alpha")
+    route([(local, "primary"), (alpha, "observer")], organization=organization)
+    decided(None)
+    site_route = route([(beta, "primary")], site=site)
+    decided("beta")
+    # A route of its own with observers only: local answers, whatever the site says.
+    own = route([(gamma, "observer")], charger=online)
+    decided(None)
+    RouteLeg.objects.filter(route=own).update(role=RouteLeg.Role.PRIMARY)
+    decided("gamma")
+    own.delete()
+    decided("beta")
+    RouteLeg.objects.filter(route=site_route).update(upstream=local)
+    decided(None)
+    Upstream.objects.filter(pk=beta.pk).update(name="beta-renamed")
+    RouteLeg.objects.filter(route=site_route).update(upstream=beta)
+    decided("beta-renamed")
+    Charger.objects.filter(pk=online.pk).update(site=None)
+    decided(None)
+
+
+@pytest.mark.django_db(transaction=True)
+def test_a_routing_change_committed_by_another_process_decides_the_next_command(online):
+    legacy = Upstream.objects.create(name="legacy", url="ws://legacy.example.com:9000/ocpp")
+    local = upstream_local()
+
+    def cut_over_to_legacy() -> Route:
+        # As the admin would: a route of the charger's own, legacy its primary.
+        route = Route.objects.create(scope=Route.Scope.CHARGER, charger_id=online.pk)
+        RouteLeg.objects.create(route=route, upstream=legacy, role=RouteLeg.Role.PRIMARY)
+        RouteLeg.objects.create(route=route, upstream=local, role=RouteLeg.Role.OBSERVER)
+        return route
+
+    assert controller_refusing(online) is None
+    route = OtherConnection(cut_over_to_legacy).outcome()
+    assert controller_refusing(online) == "legacy"
+    OtherConnection(route.delete).outcome()
+    assert controller_refusing(online) is None
+    assert Command.objects.filter(charger=online).count() == 2
 
 
 # --- Retry -----------------------------------------------------------------------------------------

@@ -4,13 +4,14 @@ rows, every charger's own answer, and the same outcome as writing them one after
 from __future__ import annotations
 
 import pytest
-from django.db import connection
+from django.db import connection, transaction
 from django.test import override_settings
 from django.test.utils import CaptureQueriesContext
 
 from chargers import services
 from chargers.commands import CommandState
 from chargers.models import Charger, ChargerEvent, Command, QuirkProfile
+from tests.chargers.rowlocks import OtherConnection
 from tests.conftest import CHARGER_PASSWORD
 
 pytestmark = pytest.mark.django_db
@@ -157,3 +158,45 @@ def test_chargers_arriving_together_learn_their_waiting_commands_in_the_same_tri
         ("CP-2", ()),
     ]
     assert other not in arrived[0].waiting_commands
+
+
+@pytest.mark.django_db(transaction=True)
+def test_boots_and_arrivals_of_the_same_chargers_in_two_processes_both_commit(make_charger):
+    """One process records the boots of three chargers while another marks the same chargers
+    connected (they reconnected there), listing them in another order. Each batch locks their
+    rows in the same order, so neither ends up waiting on the other in a circle (a deadlock
+    PostgreSQL would break by failing one of them)."""
+    low, middle, high = make_charger("CP-1"), make_charger("CP-2"), make_charger("CP-3")
+    # Rewritten low last: the table now holds the rows high first, as a plan that scans it
+    # would meet them.
+    Charger.objects.filter(pk=middle.pk).update(heartbeat_interval=60)
+    Charger.objects.filter(pk=low.pk).update(heartbeat_interval=60)
+    arrivals = [arrival(charger, f"chan-{charger.pk}") for charger in (high, low, middle)]
+    boots = [
+        services.Boot(charger.pk, services.BootInfo(vendor="Acme", model="AC-22"))
+        for charger in (low, middle, high)
+    ]
+
+    def boot() -> list[services.BootResult]:
+        return services.chargers_boot_many(boots=boots)
+
+    def connect() -> list[services.Connection]:
+        return services.chargers_connected_many(arrivals=arrivals)
+
+    if connection.vendor == "postgresql":
+        with transaction.atomic():
+            # A third transaction holds the middle row: the boots lock the low one and wait
+            # there; the arrivals then take whatever they lock before they too must wait.
+            Charger.objects.select_for_update(no_key=True).get(pk=middle.pk)
+            booting = OtherConnection(boot)
+            booting.wait_until_blocked()
+            connecting = OtherConnection(connect)
+            connecting.wait_until_blocked()
+    else:
+        # SQLite writes one transaction at a time: the two only have to take turns.
+        booting, connecting = OtherConnection(boot), OtherConnection(connect)
+    assert [result.status for result in booting.outcome()] == ["Accepted"] * 3
+    assert [c.identity for c in connecting.outcome()] == ["CP-3", "CP-1", "CP-2"]
+    assert list(
+        Charger.objects.order_by("pk").values_list("model", "connected", "channel_name")
+    ) == [("AC-22", True, f"chan-{charger.pk}") for charger in (low, middle, high)]

@@ -1,9 +1,11 @@
 """Group commit: writes of many consumers gathered into few transactions, each answered with its
-own result, a refused one failing alone; and MeterValues of many sessions in one batch."""
+own result, a refused one failing alone; and MeterValues of many sessions in one batch, their
+sessions locked in pk order."""
 
 from __future__ import annotations
 
 import asyncio
+import re
 import threading
 import time
 from datetime import UTC, datetime, timedelta
@@ -11,11 +13,12 @@ from decimal import Decimal
 
 import pytest
 from asgiref.sync import async_to_sync
-from django.db import connection
+from django.db import connection, transaction
 from django.test.utils import CaptureQueriesContext
 
 from chargers import dbpool, groupcommit, services
 from chargers.models import MeterSample, Session
+from tests.chargers.rowlocks import OtherConnection, locked_rows
 from tests.chargers.test_session_energy import meter_values, recomputed, register, session_start
 
 pytestmark = pytest.mark.django_db
@@ -123,6 +126,68 @@ def test_meter_values_of_many_sessions_in_one_batch(make_charger, id_token):
     inserts = [q for q in queries.captured_queries if q["sql"].startswith("INSERT")]
     # One INSERT for the four running sessions, one for the unknown transaction's sample.
     assert len(inserts) == 2
+
+
+@pytest.mark.django_db(transaction=True)
+@pytest.mark.parametrize("remembered", ["every session", "no session", "the highest only"])
+def test_meter_values_of_many_sessions_lock_them_in_pk_order(make_charger, id_token, remembered):
+    """Whether the batch's one UPDATE writes its sessions or some are read and written one by
+    one (those the connection does not remember), the sessions' rows are locked in pk order,
+    whatever order the messages come in."""
+    chargers = [make_charger(f"CP-{n}") for n in (1, 2, 3)]
+    transactions = [session_start(charger, meter_start=1000, moment=T0) for charger in chargers]
+    memories: list[services.OpenSessions] = [{} for _ in chargers]
+    # Primed high first: each write moves its session's row to the table's end, so the table
+    # now holds the rows high first, as a plan that scans it would meet them.
+    for charger, tx, memory in reversed(list(zip(chargers, transactions, memories, strict=True))):
+        meter_values(charger, tx, [register(1100, T0 + timedelta(minutes=1))], memory)
+    low, middle, high = Session.objects.order_by("pk")
+    if remembered == "no session":
+        memories = [{} for _ in chargers]
+    elif remembered == "the highest only":
+        memories[:2] = [{}, {}]
+    batch = [
+        services.MeterValuesIn(
+            charger_pk=chargers[index].pk,
+            organization_pk=chargers[index].organization_id,
+            connector_id=1,
+            transaction_id=transactions[index],
+            samples=[register(1500, T0 + timedelta(minutes=2))],
+            open_sessions=memories[index],
+        )
+        for index in (2, 1, 0)
+    ]
+
+    def write() -> list[bool]:
+        return services.session_meter_values_many(messages=batch)
+
+    if connection.vendor == "postgresql":
+        with transaction.atomic():
+            # Another batch holds the middle session: this one waits for it holding the session
+            # below, and none above (which that batch may go on to want).
+            Session.objects.select_for_update(no_key=True).get(pk=middle.pk)
+            writing = OtherConnection(write)
+            writing.wait_until_blocked()
+            assert locked_rows(Session._meta.db_table, [low.pk, high.pk]) == {low.pk}
+        assert writing.outcome() == [True, True, True]
+    else:
+        # One lock for the whole database: what is left to see is the sessions taken in pk
+        # order, by the UPDATE that writes them all, or else by a statement before any write.
+        with CaptureQueriesContext(connection) as queries:
+            assert write() == [True, True, True]
+        done = [q["sql"] for q in queries.captured_queries]
+        updates = [sql for sql in done if sql.startswith('UPDATE "chargers_session"')]
+        if remembered == "every session":
+            named = [re.findall(r'"chargers_session"\."id" = (\d+)', sql) for sql in updates]
+            assert [int(pk) for [pk] in named] == [low.pk, middle.pk, high.pk]
+        else:
+            [lock] = [s for s in done if s.startswith('SELECT "chargers_session"."id" AS "pk"')]
+            assert lock.endswith(" ORDER BY 1 ASC")  # by its one column, the pk
+            assert done.index(lock) < done.index(updates[0])
+    assert (
+        list(Session.objects.order_by("pk").values_list("energy_wh", flat=True))
+        == [Decimal(500)] * 3
+    )
 
 
 def test_a_batch_sample_the_database_already_has_sends_the_batch_to_recompute(charger, id_token):

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import re
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 from typing import Any
@@ -10,10 +11,12 @@ from typing import Any
 import pytest
 from asgiref.sync import async_to_sync
 from channels.layers import get_channel_layer
+from django.db import connection, transaction
 from django.test import override_settings
+from django.test.utils import CaptureQueriesContext
 from django.utils import timezone
 
-from chargers import events, normalize, services
+from chargers import events, normalize, services, watching
 from chargers.batching import FrameRow, SampleRow, StatusRow
 from chargers.models import (
     Charger,
@@ -27,6 +30,7 @@ from chargers.models import (
     SessionState,
     UnmatchedStop,
 )
+from tests.chargers.rowlocks import OtherConnection, locked_rows
 from tests.conftest import CHARGER_PASSWORD
 
 pytestmark = pytest.mark.django_db
@@ -109,6 +113,8 @@ def org_events(organization):
     layer = get_channel_layer()
     channel = async_to_sync(layer.new_channel)()
     async_to_sync(layer.group_add)(events.organization_group(organization.pk), channel)
+    # Registered, as a live socket registers its group, or a following process would skip it.
+    async_to_sync(watching.watch)(events.organization_group(organization.pk))
 
     async def receive() -> dict[str, Any]:
         # The deadline only turns a missing event into a failure instead of a hang.
@@ -624,6 +630,83 @@ def test_batch_write_updates_existing_connectors_and_keeps_their_history(charger
     connector = Connector.objects.get(charger=charger, connector_id=1)
     assert (connector.status, connector.status_at) == ("Faulted", T0 + timedelta(minutes=5))
     assert connector.history.count() == 2
+
+
+def three_connectors(make_charger: Any) -> tuple[Connector, Connector, Connector]:
+    """Connectors low, middle and high in key order (charger, connector number), created high
+    first: neither their pks nor the order the table holds them in is the key order."""
+    one, two = make_charger("CP-1"), make_charger("CP-2")
+    high = Connector.objects.create(charger=two, connector_id=2)
+    middle = Connector.objects.create(charger=two, connector_id=1)
+    low = Connector.objects.create(charger=one, connector_id=2)
+    return low, middle, high
+
+
+def statuses_of(connectors: list[Connector], status: str) -> list[StatusRow]:
+    return [status_row(c.charger, c.connector_id, status, 1) for c in connectors]
+
+
+@pytest.mark.django_db(transaction=True)
+def test_batch_write_locks_connector_rows_in_key_order_whatever_order_they_come_in(make_charger):
+    low, middle, high = three_connectors(make_charger)
+    statuses = statuses_of([high, middle, low], "Charging")
+
+    def flush() -> None:
+        services.batch_write(frames=[], seen={}, statuses=statuses, samples=[])
+
+    if connection.vendor == "postgresql":
+        with transaction.atomic():
+            # Another flush holds the middle row: this one waits for it holding the row below,
+            # and none above (which that flush may go on to want).
+            Connector.objects.select_for_update(no_key=True).get(pk=middle.pk)
+            flushing = OtherConnection(flush)
+            flushing.wait_until_blocked()
+            assert locked_rows(Connector._meta.db_table, [low.pk, high.pk]) == {low.pk}
+        flushing.outcome()
+    else:
+        # One lock for the whole database: what is left to see is the rows named in key order.
+        with CaptureQueriesContext(connection) as queries:
+            flush()
+        [upsert] = [
+            q["sql"]
+            for q in queries.captured_queries
+            if q["sql"].startswith('INSERT INTO "chargers_connector" ')
+        ]
+        named = re.findall(r"\((\d+), (\d+), ", upsert.split(" VALUES ", 1)[1])
+        assert [(int(charger), int(number)) for charger, number in named] == [
+            (c.charger_id, c.connector_id) for c in (low, middle, high)
+        ]
+    assert set(Connector.objects.values_list("status", flat=True)) == {"Charging"}
+
+
+@pytest.mark.django_db(transaction=True)
+def test_flushes_of_the_same_connectors_in_two_processes_both_commit(make_charger):
+    """A charger that reconnected to another process has its statuses flushed by both for a
+    moment, listed in other orders. Both lock the rows in one order, so neither ends up waiting
+    on the other in a circle (a deadlock PostgreSQL would break by failing one of them)."""
+    low, middle, high = three_connectors(make_charger)
+
+    def flush(connectors: list[Connector], status: str) -> None:
+        services.batch_write(
+            frames=[], seen={}, statuses=statuses_of(connectors, status), samples=[]
+        )
+
+    if connection.vendor == "postgresql":
+        with transaction.atomic():
+            # A third transaction holds the middle row: the first flush locks the low one and
+            # waits there; the second then takes whatever it locks before it too must wait.
+            Connector.objects.select_for_update(no_key=True).get(pk=middle.pk)
+            first = OtherConnection(lambda: flush([low, middle, high], "Preparing"))
+            first.wait_until_blocked()
+            second = OtherConnection(lambda: flush([high, middle, low], "Charging"))
+            second.wait_until_blocked()
+    else:
+        # SQLite writes one transaction at a time: the two only have to take turns.
+        first = OtherConnection(lambda: flush([low, middle, high], "Preparing"))
+        second = OtherConnection(lambda: flush([high, middle, low], "Charging"))
+    first.outcome()
+    second.outcome()
+    assert ConnectorStatusChange.objects.count() == 6
 
 
 def test_batch_write_drops_rows_of_a_deleted_charger(make_charger):

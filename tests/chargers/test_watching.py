@@ -16,6 +16,7 @@ from collections.abc import AsyncIterator, Iterator
 from typing import Any
 
 import pytest
+import redis
 import redis.asyncio
 from asgiref.sync import sync_to_async
 from channels.layers import get_channel_layer
@@ -34,12 +35,37 @@ REDIS = bool(settings.REDIS_URL)
 REGISTRY_URL = settings.REDIS_URL or "redis://127.0.0.1:6379/15"
 
 
+def _publisher_follower(publisher: Any, start: bool) -> None:
+    """Stop (or start again) the following task of this process's publishing loop, which the
+    suite's earlier publications may have started (on the Redis channel layer)."""
+    if publisher is None or publisher[1].is_closed():
+        return
+    loop = publisher[1]
+    if start:
+        loop.call_soon_threadsafe(watching.start, loop)
+        return
+
+    async def stop() -> None:
+        tasks = [task for task in asyncio.all_tasks() if task.get_name() == "cpms-live-watched"]
+        for task in tasks:
+            task.cancel()
+        await asyncio.gather(*tasks, return_exceptions=True)
+
+    asyncio.run_coroutine_threadsafe(stop(), loop).result(10)
+
+
 @pytest.fixture(autouse=True)
 def unknown_again() -> Iterator[None]:
-    """Every test starts and ends as a process that has not read the registry."""
+    """Every test starts and ends as a process that has not read the registry, and no other
+    task of the process follows it meanwhile."""
+    publisher = events._publisher
+    _publisher_follower(publisher, start=False)
     watching._watched = None
     yield
+    _publisher_follower(events._publisher, start=False)
+    events._publisher = publisher
     watching._watched = None
+    _publisher_follower(publisher, start=True)
 
 
 @pytest.fixture
@@ -90,6 +116,32 @@ async def test_another_process_registering_a_group_is_heard_at_once(following, m
     finally:
         await other.aclose()
     await until(lambda: watching.listened(group), "the announced group", timeout=3.0)
+
+
+def test_a_process_without_sockets_follows_the_registry_from_its_first_publication(settings):
+    # A Celery worker or a management command: no server loop; it publishes through a loop of
+    # its own, which starts following as it is made.
+    settings.REDIS_URL = REGISTRY_URL
+    events._publisher = None
+    group = a_group()
+    events._publisher_queue()
+    deadline = time.monotonic() + 5
+    while watching._watched is None and time.monotonic() < deadline:
+        time.sleep(0.01)
+    assert watching._watched is not None, "the registry was not read"
+    assert not watching.listened(group)
+    assert events.listened_groups(10**9, "CP-NOBODY") == []
+    # Another process's live socket registers the group: heard from its announcement.
+    other = redis.Redis.from_url(REGISTRY_URL)
+    try:
+        other.zadd(watching.KEY, {group: time.time() + watching.TTL})
+        other.publish(watching.CHANNEL, group)
+    finally:
+        other.close()
+    deadline = time.monotonic() + 3
+    while not watching.listened(group) and time.monotonic() < deadline:
+        time.sleep(0.01)
+    assert watching.listened(group)
 
 
 async def test_a_registration_lapses_unless_it_is_renewed(following, monkeypatch):

@@ -79,7 +79,9 @@ async def refused_while_slow_logs_in(
 
 
 def server_with(env: dict[str, str]) -> Iterator[ServerProcess]:
-    process = ServerProcess(extra_env=env)
+    # daphne's own handshake timeout (5 s) far out of the way: on a busy machine the slow login
+    # can take longer than that, and these tests are about the server's deadline, not daphne's.
+    process = ServerProcess(extra_env=env, daphne_args=["--websocket_connect_timeout", "120"])
     try:
         yield process
     finally:

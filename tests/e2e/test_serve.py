@@ -33,6 +33,7 @@ from cpms.models import Role
 from cpms.services import api_token_create
 from tests.conftest import ROOT, ServerProcess, database_url_for_test_db, free_port
 from tests.e2e.commanding import answering_charger, boot, eventually
+from tests.e2e.test_ocpp16 import basic_auth
 
 pytestmark = [pytest.mark.e2e, pytest.mark.django_db(transaction=True)]
 
@@ -49,6 +50,8 @@ def served(django_db_setup: Any, django_db_blocker: Any) -> Iterator[ServerProce
     try:
         yield server
     finally:
+        # Captured: pytest shows it with a failing test's report, and only then.
+        print(f"--- the server's log (last 20,000 characters) ---\n{server.log()[-20_000:]}")
         server.stop()
 
 
@@ -137,6 +140,13 @@ async def test_a_process_that_dies_is_started_again(served, make_charger):
     await eventually(lambda: Charger.objects.filter(pk=charger.pk, connected=False).exists())
 
 
+def test_each_process_is_daphne_sweeping_its_connections_at_the_set_interval(served):
+    for child in daphnes(served):
+        command = child.cmdline()
+        assert command[1:3] == ["-m", "cpms.daphneserver"]
+        assert command[-1] == "cpms.asgi:application"
+
+
 def test_sigterm_stops_every_process_and_removes_the_shared_metrics(served):
     children = daphnes(served)
     shared = {child.environ().get("PROMETHEUS_MULTIPROC_DIR") for child in children}
@@ -167,3 +177,51 @@ def test_several_processes_without_redis_are_refused(django_db_setup):
     )
     assert completed.returncode != 0
     assert "2 server processes need the Redis channel layer" in completed.stderr
+
+
+async def first_frame_opcode(server: ServerProcess, identity: str, within: float) -> int | None:
+    """Open a charger's socket by hand, send nothing, and return the opcode of the first frame
+    the server sends (None if none comes ``within`` seconds): a ping is 0x9."""
+    reader, writer = await asyncio.open_connection("127.0.0.1", server.port)
+    try:
+        auth = basic_auth(identity)["Authorization"]
+        writer.write(
+            (
+                f"GET /ocpp/{identity} HTTP/1.1\r\nHost: 127.0.0.1:{server.port}\r\n"
+                "Upgrade: websocket\r\nConnection: Upgrade\r\n"
+                "Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n"
+                f"Sec-WebSocket-Protocol: ocpp1.6\r\nAuthorization: {auth}\r\n\r\n"
+            ).encode()
+        )
+        response = await asyncio.wait_for(reader.readuntil(b"\r\n\r\n"), timeout=10)
+        assert response.startswith(b"HTTP/1.1 101"), response
+        try:
+            header = await asyncio.wait_for(reader.readexactly(2), timeout=within)
+        except TimeoutError:
+            return None
+        return header[0] & 0x0F
+    finally:
+        writer.close()
+
+
+async def test_an_idle_charger_is_pinged_after_the_set_interval(
+    django_db_setup, django_db_blocker, make_charger
+):
+    with django_db_blocker.unblock():
+        await sync_to_async(make_charger)("PINGED")
+    server = ServerProcess(
+        serve=["--processes", "1"],
+        extra_env={"CPMS_WS_PING_INTERVAL": "1", "CPMS_WS_PING_TIMEOUT": "30"},
+    )
+    try:
+        # daphne looks for idle sockets every 2 s: the ping comes within about 3 s.
+        assert await first_frame_opcode(server, "PINGED", within=6) == 0x9
+    finally:
+        server.stop()
+
+
+def test_the_default_keepalive_pings_an_idle_socket_every_five_minutes():
+    from cpms.serve import keepalive_arguments
+
+    assert settings.CPMS_WS_PING_INTERVAL == 300
+    assert keepalive_arguments() == ["--ping-interval", "300", "--ping-timeout", "30"]

@@ -21,32 +21,6 @@ from operations.models import BaselineResult
 pytestmark = pytest.mark.django_db
 
 
-@pytest.fixture
-def online(charger):
-    charger.connected = True
-    charger.ocpp_version = "1.6"
-    charger.channel_name = "specific.test!1"
-    charger.vendor, charger.model = "ACME", "Wallbox"
-    charger.save()
-    return charger
-
-
-@pytest.fixture
-def baseline16(organization):
-    return baselines.baseline_create(
-        organization=organization,
-        name="Wallbox 1.6",
-        vendor="acme",
-        model="WALLBOX",
-        protocol="1.6",
-        settings=[
-            SettingIn(key="HeartbeatInterval", value="300"),
-            SettingIn(key="MeterValueSampleInterval", value="60"),
-            SettingIn(key="NumberOfConnectors", value="2"),
-        ],
-    )
-
-
 def report_states(charger, baseline) -> dict[str, str]:
     report = baselines.drift_report(charger=charger, baseline=baseline)
     return {row.ref: row.state.value for row in report.rows}

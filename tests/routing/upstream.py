@@ -141,7 +141,8 @@ class Upstream:
                 await charger.send(text)
                 self.record(event="out", upstream=self.name, charger=command["charger"], frame=text)
                 try:
-                    answer = await asyncio.wait_for(future, float(command.get("timeout", 20)))
+                    async with asyncio.timeout(float(command.get("timeout", 20))):
+                        answer = await future
                 except TimeoutError:
                     answer = None
                 await ws.send(json.dumps({"answer": answer, "message_id": message_id}))
