@@ -26,12 +26,15 @@ from .command_forms import (
     bulk_command,
     forms_for,
 )
-from .commands import RETRYABLE
+from .commands import IN_FLIGHT, RETRYABLE
 from .models import Charger, Command
 
 RECENT_COMMANDS = 15
 PANEL = "chargers/_charger_commands.html"
 COMMAND_LIST = "chargers/_charger_command_list.html"
+# While a command shown is in flight, the list is fetched again this often (milliseconds) besides
+# on its live events: those are sent at most once, and a lost one would leave the row behind.
+RECHECK_IN_FLIGHT_MS = 5000
 
 
 def _pretty(value: Any) -> str:
@@ -39,12 +42,13 @@ def _pretty(value: Any) -> str:
 
 
 def _list_context(request: DashboardRequest, charger: Charger) -> dict[str, Any]:
-    commands = (
+    commands = list(
         selectors.commands_for(request.tenant)
         .filter(charger=charger)
         .select_related("requested_by", "api_token")
         .order_by("-created_at", "-id")[:RECENT_COMMANDS]
     )
+    in_flight = any(command.state in IN_FLIGHT for command in commands)
     return {
         "commands": [
             {
@@ -55,6 +59,7 @@ def _list_context(request: DashboardRequest, charger: Charger) -> dict[str, Any]
             for command in commands
         ],
         "retryable": {state.value for state in RETRYABLE},
+        "recheck_ms": RECHECK_IN_FLIGHT_MS if in_flight else None,
         "time_zone": charger.site.time_zone if charger.site else "UTC",
         "configuration_keys": (
             list(selectors.configuration_keys_for(request.tenant).filter(charger=charger))

@@ -23,6 +23,8 @@ class CommandState(StrEnum):
 
 
 WAITING = frozenset({CommandState.REQUESTED, CommandState.QUEUED})
+# On their way to the charger or its answer: each moves within a CALL timeout or so.
+IN_FLIGHT = frozenset({CommandState.REQUESTED, CommandState.SENT})
 FINISHED = frozenset(
     {
         CommandState.ACCEPTED,

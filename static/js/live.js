@@ -5,6 +5,10 @@
  *   data-live="kind other.kind prefix.*"   the kinds that change the part
  *   data-live-charger="<identity>"         only events of this charger (optional)
  *   data-live-delay="<ms>"                 wait this long to gather a burst (default 250)
+ *   data-live-every="<ms>"                 also fetch it again this often, for as long as the
+ *                                          part it returns still carries the attribute (it shows
+ *                                          something about to change: a live event is sent at
+ *                                          most once, and a lost one would leave it behind)
  * and are re-fetched with htmx (their hx-get, hx-trigger="live"), at most one request at a time
  * per part, and never while another request that will replace the part (a form posting into the
  * section around it) is on its way, so the last event is always reflected. Every event is also
@@ -135,6 +139,36 @@
       if (!el.closest("[data-live-catchup][id]") && !editing(el)) refresh(el);
     });
   }
+
+  // Parts that ask to be fetched again (data-live-every), by id: each has one timer at a time,
+  // set again whenever a part with that id settles, and by the timer itself while the part may
+  // not be fetched (the tab is hidden, or the user is typing in it).
+  var rechecks = {};
+
+  function recheck(el) {
+    var id = el.id;
+    var every = parseInt(el.getAttribute("data-live-every") || "0", 10);
+    if (!id || !(every > 0) || rechecks[id]) return;
+    rechecks[id] = setTimeout(function () {
+      delete rechecks[id];
+      var current = document.getElementById(id);
+      if (!current || !current.hasAttribute("data-live-every")) return;
+      if (document.hidden || editing(current)) {
+        recheck(current);
+      } else {
+        refresh(current);
+      }
+    }, every);
+  }
+
+  function scheduleRechecks() {
+    document.querySelectorAll("[data-live-every][id]").forEach(recheck);
+  }
+
+  // After a swap, and after a request that swapped nothing (it failed): ask again later.
+  document.addEventListener("htmx:afterSettle", scheduleRechecks);
+  document.addEventListener("htmx:afterRequest", scheduleRechecks);
+  scheduleRechecks();
 
   function receive(event) {
     document.querySelectorAll("[data-live]").forEach(function (el) {

@@ -369,6 +369,27 @@ def test_the_list_part_renders_alone_for_live_updates(operator, cp16):
     assert "Configuration as last reported" in page and ">HeartbeatInterval</th>" in page
 
 
+@pytest.mark.parametrize(
+    ("states", "rechecked"),
+    [
+        (["requested"], True),
+        (["accepted", "sent"], True),
+        (["queued"], False),  # may wait for days for the charger to connect
+        (["accepted", "timeout", "failed"], False),
+    ],
+)
+def test_the_list_is_fetched_again_while_a_command_in_it_is_in_flight(
+    operator, cp16, states, rechecked
+):
+    for state in states:
+        Command.objects.create(charger=cp16, action="Reset", ocpp_version="1.6", state=state)
+    page = operator.get(
+        f"/chargers/{cp16.pk}/", headers={"HX-Request": "true", "HX-Target": "charger-command-list"}
+    ).content.decode()
+    opening = page.lstrip().split(">", 1)[0]
+    assert ('data-live-every="5000"' in opening) is rechecked
+
+
 def test_a_failed_command_is_retried_from_the_list(operator, cp16):
     post(operator, cp16, "reset", {"type": "Soft"})
     command = Command.objects.get()

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import asyncio
 import random
+import re
 import threading
 import time
 from collections.abc import Iterator
@@ -130,6 +131,33 @@ def test_an_operator_resets_a_charger_and_sees_its_answer_live(
         configuration = page.locator("table.configuration")
         expect(configuration).to_contain_text("HeartbeatInterval", timeout=LIVE)
         expect(configuration).to_contain_text("NumberOfConnectors")
+    assert_not_reloaded(page)
+
+
+def test_an_answer_whose_live_event_was_lost_still_shows(
+    server: ServerProcess, page: Page, organization: Organization, charger: Charger
+) -> None:
+    """Live events are sent at most once: a list showing a command in flight is fetched again
+    now and then, so its answer shows even if its event never reached the page."""
+    make_user("olga", organization, Role.OPERATOR)
+    sign_in(page, "olga")
+    command = Command.objects.create(
+        charger=charger, action="Reset", payload={"type": "Soft"}, ocpp_version="1.6", state="sent"
+    )
+    # Once its socket is open, the page fetches each live part once: the list too.
+    with page.expect_response(
+        lambda response: response.request.headers.get("hx-target") == "charger-command-list"
+    ):
+        open_charger(page, charger)
+    state = sent_row(page, "Reset").locator("[data-command-state]")
+    expect(state).to_have_text("sent")
+    # Answered without an event (an UPDATE publishes none).
+    Command.objects.filter(pk=command.pk).update(state="accepted", response_status="Accepted")
+    expect(state).to_have_text("accepted", timeout=LIVE)
+    # Nothing in flight any more: the list is no longer fetched on a timer.
+    expect(page.locator("#charger-command-list")).not_to_have_attribute(
+        "data-live-every", re.compile(".*")
+    )
     assert_not_reloaded(page)
 
 
