@@ -9,6 +9,7 @@ database connections when they finish.
 from __future__ import annotations
 
 import asyncio
+import gc
 import logging
 import pprint
 from collections.abc import Callable
@@ -23,6 +24,7 @@ from django.db import connections
 logger = logging.getLogger(__name__)
 
 _started_loops: set[asyncio.AbstractEventLoop] = set()
+_collector_tuned = False
 
 
 def _seconds(schedule: Any) -> float:
@@ -136,10 +138,35 @@ def close_request_connections(**kwargs: Any) -> None:
             connection.close()
 
 
+def tune_garbage_collector() -> None:
+    """Collect less often (``CPMS_GC_THRESHOLDS``), and leave what start-up made out of every
+    collection from now on.
+
+    A server holding thousands of sockets keeps millions of objects alive, and a full collection
+    walks every one with the event loop stopped. With CPython's thresholds, the short-lived objects
+    of a busy loop that happen to survive two young collections make full collections frequent:
+    at 10,000 chargers connecting, each server process ran one every five seconds or so, each
+    stopping it for 0.5 to 2 s, and handshakes timed out meanwhile (bench/RESULTS.md, finding
+    22). Fewer young collections promote fewer such objects; the frozen start-up objects (the
+    modules, Django's and the apps' state) are not walked again. Once per process: the garbage
+    of start-up is collected first, so that none of it is kept for good.
+    """
+    global _collector_tuned
+    if _collector_tuned:
+        return
+    _collector_tuned = True
+    thresholds = settings.CPMS_GC_THRESHOLDS
+    if thresholds:
+        gc.set_threshold(*thresholds)
+    gc.collect()
+    gc.freeze()
+
+
 def start_background(loop: asyncio.AbstractEventLoop) -> None:
     if loop in _started_loops:
         return
     _started_loops.add(loop)
+    tune_garbage_collector()
     request_finished.connect(close_request_connections, dispatch_uid="cpms.runtime.close_request")
     from chargers import events
 

@@ -350,6 +350,10 @@ CPMS_MAX_PENDING_HANDSHAKES = env.int("CPMS_MAX_PENDING_HANDSHAKES", default=500
 # Seconds a handshake's login may wait for its database thread before it is dropped; keep it
 # under daphne's --websocket_connect_timeout (5 s by default), which drops the handshake itself.
 CPMS_HANDSHAKE_DEADLINE = env.float("CPMS_HANDSHAKE_DEADLINE", default=4.0)
+# The server processes' garbage collector thresholds (gc.set_threshold: young objects between
+# collections, then young collections per middle one and middle ones per full one); empty keeps
+# CPython's (700, 10, 10). See cpms.runtime.tune_garbage_collector.
+CPMS_GC_THRESHOLDS = env.list("CPMS_GC_THRESHOLDS", cast=int, default=[50000, 20, 20])
 # Seconds late the server's event loop may run before new handshakes are refused at once.
 CPMS_MAX_LOOP_LAG = env.float("CPMS_MAX_LOOP_LAG", default=0.5)
 # Seconds a verified charger credential stays in the shared cache (chargers.passwords).
