@@ -17,7 +17,7 @@ from typing import Any
 import pytest
 from playwright.sync_api import Page, expect
 
-from chargers.models import Charger, Command, Connector, Session
+from chargers.models import Charger, Command, Connector, Frame, Session
 from chargers.simulator import FleetConfig, SimulatedCharger, SimulatedCharger201, Stats
 from cpms.models import Organization, Role
 from tests.conftest import CHARGER_PASSWORD, ServerProcess
@@ -100,6 +100,25 @@ def command_form(page: Page, title: str) -> Any:
     return page.get_by_role("form", name=title)
 
 
+@contextmanager
+def explained(charger: Charger) -> Iterator[None]:
+    """A failed expectation says what the database holds: the charger's commands and its last
+    frames (the page shows what its live events made it fetch, the database what happened)."""
+    try:
+        yield
+    except AssertionError as failure:
+        commands = Command.objects.filter(charger=charger).order_by("pk")
+        frames = Frame.objects.filter(charger_identity=charger.identity).order_by("-pk")[:40]
+        held = "\n".join(
+            [f"command {c.pk} {c.action} {c.state} {c.message_id}" for c in commands]
+            + [
+                f"frame {f.timestamp:%H:%M:%S.%f} {f.direction} {f.kind} {f.action} {f.message_id}"
+                for f in reversed(frames)
+            ]
+        )
+        raise AssertionError(f"{failure}\n--- in the database ---\n{held}") from failure
+
+
 def sent_row(page: Page, action: str) -> Any:
     return page.locator(f"#charger-command-list tr[data-action='{action}']").first
 
@@ -109,7 +128,7 @@ def test_an_operator_resets_a_charger_and_sees_its_answer_live(
 ) -> None:
     make_user("olga", organization, Role.OPERATOR)
     sign_in(page, "olga")
-    with simulated(server, charger):
+    with simulated(server, charger), explained(charger):
         open_charger(page, charger)
         reset = command_form(page, "Reset")
         reset.get_by_label("Type").select_option("Hard")
