@@ -24,7 +24,7 @@ from django_prometheus.exports import ExportToDjangoView
 from ocpp.v16.enums import Action as Action16
 from ocpp.v21.enums import Action as Action21
 from ocpp.v201.enums import Action as Action201
-from prometheus_client import Counter, Gauge
+from prometheus_client import Counter, Gauge, Histogram
 
 KNOWN_ACTIONS = frozenset(
     action.value for enum in (Action16, Action201, Action21) for action in enum
@@ -75,6 +75,15 @@ handshakes_shed = Counter(
     ["reason"],
 )
 
+gc_pauses = Histogram(
+    "cpms_gc_pause_seconds",
+    "Garbage collections of this process, by generation (2: full), and how long each stopped it "
+    "(its event loop too)",
+    ["generation"],
+    buckets=(0.001, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0),
+)
+_gc_children = [gc_pauses.labels(str(generation)) for generation in range(3)]
+
 # Bound counter children by label values: one lookup per frame instead of labels() each time.
 _frame_children: dict[tuple[str, str, int], Any] = {}
 
@@ -103,6 +112,10 @@ def frame_counted(direction: str, kind: int, action: str, raw: str = "") -> None
     child.inc()
     if kind == 4 and direction == "out":
         call_errors_sent.labels(_error_code(raw)).inc()
+
+
+def gc_paused(generation: int, seconds: float) -> None:
+    _gc_children[generation].observe(seconds)
 
 
 def _error_code(raw: str) -> str:

@@ -12,6 +12,7 @@ import asyncio
 import gc
 import logging
 import pprint
+import time
 from collections.abc import Callable
 from datetime import timedelta
 from typing import Any
@@ -20,6 +21,8 @@ from channels.db import database_sync_to_async
 from django.conf import settings
 from django.core.signals import request_finished
 from django.db import connections
+
+from cpms import metrics
 
 logger = logging.getLogger(__name__)
 
@@ -160,6 +163,30 @@ def tune_garbage_collector() -> None:
         gc.set_threshold(*thresholds)
     gc.collect()
     gc.freeze()
+    gc.callbacks.append(_timed_collection)
+
+
+_collection_started = 0.0
+
+
+def _timed_collection(phase: str, info: dict[str, int]) -> None:
+    """Every collection into ``cpms_gc_pause_seconds``; one longer than ``CPMS_GC_WARN_SECONDS``
+    also into the log (it stopped the event loop as long)."""
+    global _collection_started
+    if phase == "start":
+        _collection_started = time.perf_counter()
+        return
+    seconds = time.perf_counter() - _collection_started
+    generation = info["generation"]
+    metrics.gc_paused(generation, seconds)
+    if seconds > settings.CPMS_GC_WARN_SECONDS:
+        logger.warning(
+            "a garbage collection of generation %d stopped the process for %.0f ms "
+            "(%d objects collected)",
+            generation,
+            seconds * 1000,
+            info["collected"],
+        )
 
 
 def start_background(loop: asyncio.AbstractEventLoop) -> None:

@@ -354,6 +354,9 @@ CPMS_HANDSHAKE_DEADLINE = env.float("CPMS_HANDSHAKE_DEADLINE", default=4.0)
 # collections, then young collections per middle one and middle ones per full one); empty keeps
 # CPython's (700, 10, 10). See cpms.runtime.tune_garbage_collector.
 CPMS_GC_THRESHOLDS = env.list("CPMS_GC_THRESHOLDS", cast=int, default=[50000, 20, 20])
+# A garbage collection longer than this, in seconds, is logged as a warning (every one is counted
+# in the cpms_gc_pause_seconds histogram).
+CPMS_GC_WARN_SECONDS = env.float("CPMS_GC_WARN_SECONDS", default=0.5)
 # Seconds late the server's event loop may run before new handshakes are refused at once.
 CPMS_MAX_LOOP_LAG = env.float("CPMS_MAX_LOOP_LAG", default=0.5)
 # Seconds a verified charger credential stays in the shared cache (chargers.passwords).
